@@ -1,0 +1,118 @@
+"""Boxes: area, IoU and format conversion (Lecture 13).
+
+Every box here is a row of 4 numbers. The default format is ``xyxy`` = (x1, y1, x2, y2), the
+top-left and bottom-right corners, in pixels, with NO "+1" pixel convention: a box
+[0, 0, 10, 10] has width 10 and area 100. The other formats are ``xywh`` = (x1, y1, w, h) and
+``cxcywh`` = (center x, center y, w, h).
+
+The semantics follow ``torchvision.ops`` exactly (the tests use it as the oracle):
+
+- IoU = intersection / union, with no epsilon: two zero-area boxes give NaN (0 / 0), a
+  zero-area box against a normal one gives 0.
+- An inverted box such as [10, 10, 0, 0] has a positive "area" (-10 * -10 = 100) but an IoU of 0
+  with everything, because its intersection is clamped at 0.
+- float16 / bfloat16 boxes are computed (and returned) in float32, int8/int16/uint8 in int32, so
+  products of coordinates do not overflow. IoU of integer boxes is float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def _check_boxes(boxes: Tensor, name: str = "boxes") -> None:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")
+
+
+def _upcast(t: Tensor) -> Tensor:
+    # Products of coordinates overflow float16 (max 65504) and int16, so widen small dtypes.
+    if t.is_floating_point():
+        return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype in (torch.int32, torch.int64) else t.int()
+
+
+# --8<-- [start:box_iou]
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of each box.
+
+    Args:
+        boxes: [N, 4] xyxy boxes, any real dtype.
+
+    Returns:
+        [N] areas (x2 - x1) * (y2 - y1); float16/bfloat16 come back as float32.
+    """
+    _check_boxes(boxes)
+    boxes = _upcast(boxes)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every box in ``boxes1`` with every box in ``boxes2``.
+
+    Args:
+        boxes1: [N, 4] xyxy boxes.
+        boxes2: [M, 4] xyxy boxes, same device.
+
+    Returns:
+        [N, M] IoU matrix: float64 for float64 input, float32 otherwise. NaN where both boxes have
+        zero area. N = 0 gives a (0, M) tensor.
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    area1 = box_area(boxes1)  # [N]
+    area2 = box_area(boxes2)  # [M]
+
+    # The intersection is the box between the larger top-left and the smaller bottom-right corner.
+    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # [N, M, 2]
+    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])  # [N, M, 2]
+    # Disjoint boxes give a negative width or height: clamp so they intersect in 0, not < 0.
+    wh = _upcast(bottom_right - top_left).clamp(min=0)  # [N, M, 2]
+    inter = wh[:, :, 0] * wh[:, :, 1]  # [N, M]
+
+    union = area1[:, None] + area2[None, :] - inter  # [N, M]
+    return inter / union
+# --8<-- [end:box_iou]
+
+
+# --8<-- [start:box_convert]
+def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
+    """Convert [N, 4] boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
+
+    Args:
+        boxes: [N, 4] boxes in ``in_fmt``.
+        in_fmt, out_fmt: one of ``"xyxy"``, ``"xywh"``, ``"cxcywh"``.
+
+    Returns:
+        [N, 4] boxes in ``out_fmt``, a copy even when the formats agree. Same dtype, except that
+        integer boxes converted to or from ``cxcywh`` become float (halving is not exact).
+    """
+    _check_boxes(boxes)
+    for fmt in (in_fmt, out_fmt):
+        if fmt not in BOX_FORMATS:
+            raise ValueError(f"unknown box format {fmt!r}: use one of {BOX_FORMATS}")
+    if in_fmt == out_fmt:
+        return boxes.clone()
+
+    # Go through xyxy, the format every other op uses.
+    a, b, c, d = boxes.unbind(-1)
+    if in_fmt == "xywh":
+        x1, y1, x2, y2 = a, b, a + c, b + d
+    elif in_fmt == "cxcywh":
+        x1, y1, x2, y2 = a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d
+    else:
+        x1, y1, x2, y2 = a, b, c, d
+
+    if out_fmt == "xywh":
+        return torch.stack((x1, y1, x2 - x1, y2 - y1), dim=-1)
+    if out_fmt == "cxcywh":
+        return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
+    return torch.stack((x1, y1, x2, y2), dim=-1)
+# --8<-- [end:box_convert]
