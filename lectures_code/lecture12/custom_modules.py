@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lectures_code.device import get_device
-from lectures_code.lecture12.common import TrainResult, Timer, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
 
 
 # --8<-- [start:two_layer_net]
@@ -80,7 +80,8 @@ def train_custom_module(
         torch.manual_seed(seed)
         model = MODELS[model_name](D_in, H, D_out).to(device=device, dtype=dtype)
 
-    result = TrainResult(f"{model_name} + optim.{optimizers[optimizer_name].__name__}", device=str(device), progress=progress)
+    name = f"{model_name} + optim.{optimizers[optimizer_name].__name__}"
+    result = TrainResult(name, device=str(device), progress=progress)
     with Timer(device) as timer:
         optimizer = optimizers[optimizer_name](model.parameters(), lr=learning_rate)
         for _ in range(steps):

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lectures_code.device import get_device
-from lectures_code.lecture12.common import TrainResult, Timer, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
 from lectures_code.lecture12.custom_modules import TwoLayerNet
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lectures_code.device import get_device
-from lectures_code.lecture12.common import TrainResult, Timer, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
 
 
 def build_sequential(D_in: int, H: int, D_out: int, seed: int = 0) -> torch.nn.Sequential:

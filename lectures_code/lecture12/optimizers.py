@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lectures_code.device import get_device
-from lectures_code.lecture12.common import TrainResult, Timer, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
 from lectures_code.lecture12.nn_sequential import build_sequential
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
@@ -32,7 +32,8 @@ def train_with_optimizer(
     x, y = make_regression_data(N, D_in, D_out, device, seed, dtype)
     model = build_sequential(D_in, H, D_out, seed).to(device=device, dtype=dtype)
 
-    result = TrainResult(f"nn.Sequential + optim.{OPTIMIZERS[optimizer_name].__name__}", device=str(device), progress=progress)
+    name = f"nn.Sequential + optim.{OPTIMIZERS[optimizer_name].__name__}"
+    result = TrainResult(name, device=str(device), progress=progress)
     with Timer(device) as timer:
         # --8<-- [start:optimizer_loop]
         optimizer = OPTIMIZERS[optimizer_name](model.parameters(), lr=learning_rate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from lectures_code.device import get_device
-from lectures_code.lecture12.common import TrainResult, Timer, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
 
 
 # --8<-- [start:manual_gradients]

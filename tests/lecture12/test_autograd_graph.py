@@ -7,7 +7,11 @@ from collections import Counter
 import pytest
 import torch
 
-from lectures_code.lecture12.autograd_graph import autograd_graph, figure_two_layer_graph, two_layer_loss_graph
+from lectures_code.lecture12.autograd_graph import (
+    autograd_graph,
+    figure_two_layer_graph,
+    two_layer_loss_graph,
+)
 
 
 def test_two_layer_graph_nodes_and_edges():
