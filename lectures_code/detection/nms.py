@@ -22,6 +22,8 @@ Differences from torchvision, on purpose:
 - float16 / bfloat16 boxes are computed in float32 (torchvision's CPU kernel raises, its CUDA
   kernel rounds intermediate widths to float16); the result is torchvision's on the float32 boxes.
 - ``iou_threshold`` must be >= 0: a negative one would make even disjoint boxes suppress each other.
+- ``scores`` may have any real dtype (torchvision wants the dtype of the boxes); only their order
+  matters.
 - ``batched_nms`` uses the correct per-class loop when a coordinate is negative, where
   torchvision's coordinate-offset trick lets boxes of different classes suppress each other.
 
@@ -34,6 +36,8 @@ Two implementations, tested against each other and against torchvision:
   list of pairs in plain Python. To find the pairs without comparing all N^2 of them, it sorts the
   boxes by their left edge x1: a box can only overlap the boxes that start before its right edge
   x2, a narrow band of the sorted list, and the IoU is computed densely on that band only.
+  Time and memory grow with the band width and the number of pairs found: at worst (every box
+  overlapping every other) that is N^2 / 2 pairs, like the N x N bit mask of the CUDA kernel.
 """
 
 from __future__ import annotations
@@ -137,10 +141,9 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     first, second = _suppressing_pairs(boxes[order], cutoff)  # [P], [P], first < second
 
     # The greedy pass over ranks 0..N-1 needs, for each rank, the ranks it removes: sort the
-    # pairs by their first element and cut the list where it changes (CSR layout).
-    first, by_first = torch.sort(first, stable=True)
-    removes = second[by_first].tolist()
-    start = torch.searchsorted(first, torch.arange(n + 1, device=first.device)).tolist()
+    # pairs by their first element; rank r's list starts after the pairs of ranks < r.
+    removes = second[torch.argsort(first, stable=True)].tolist()
+    start = [0] + torch.bincount(first, minlength=n).cumsum(0).tolist()
 
     removed = [False] * n
     kept_ranks = []
@@ -179,9 +182,9 @@ def _suppressing_pairs(boxes: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
         h = torch.min(y2[rows, None], y2[None, cols]) - torch.max(y1[rows, None], y1[None, cols])
         inter = w.clamp_(min=0).mul_(h.clamp_(min=0))  # [rows, cols]
         union = (area[rows, None] + area[None, cols]).sub_(inter)
-        # Keep column q > row p only: each unordered pair once, never a box with itself.
-        hit = (inter.div_(union) > cutoff).triu_(diagonal=1)
-        r, q = hit.nonzero(as_tuple=True)
+        r, q = (inter.div_(union) > cutoff).nonzero(as_tuple=True)
+        # Each unordered pair once (column after row), never a box with itself.
+        r, q = r[q > r], q[q > r]
         a, b = by_x1[r + p0], by_x1[q + p0]  # back to score ranks
         firsts.append(torch.min(a, b))
         seconds.append(torch.max(a, b))

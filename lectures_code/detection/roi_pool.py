@@ -1,0 +1,199 @@
+"""RoI Pool (Fast R-CNN, Lecture 14): crop a box out of a feature map and max-pool it to a fixed grid.
+
+Input feature map ``input`` [N, C, H, W] (float). Boxes are xyxy in image pixels, either a
+Tensor[K, 5] of rows (batch_index, x1, y1, x2, y2) or a list of N Tensors [L_i, 4] (one per image),
+in the dtype and on the device of ``input``. ``spatial_scale`` maps image pixels to feature-map
+cells (1/16 for a stride-16 backbone). The result is [K, C, out_h, out_w].
+
+Semantics are exactly those of ``torchvision.ops.roi_pool`` (its CPU and CUDA kernels agree):
+
+1. snap the box to whole cells: ``round(x * spatial_scale)`` with C's ``round`` = half AWAY from
+   zero (``torch.round`` rounds half to even, so 2.5 would become 2 instead of 3);
+2. the snapped box covers ``roi_w = max(x2 - x1 + 1, 1)`` cells (both end cells included; a
+   malformed box still covers one cell); ``bin_w = roi_w / out_w`` in the input's dtype;
+3. bin ``p`` covers the cells ``[floor(p * bin_w), ceil((p + 1) * bin_w)) + x1``, clipped to
+   ``[0, W]``. Because of floor/ceil, neighbouring bins can share a row or column of cells;
+4. each bin outputs the max of its cells, or 0 if the clipped bin is empty. The maximum starts at
+   ``-FLT_MAX``, so a bin whose values are all <= -FLT_MAX outputs -FLT_MAX.
+
+The gradient w.r.t. ``input`` goes to the cell that won each bin (the first one in row-major
+order among ties), exactly like torchvision's backward. The snapped box coordinates are integers,
+so there is no gradient w.r.t. the boxes: that is the flaw RoI Align fixes.
+
+Differences from torchvision, on purpose: a batch index outside ``[0, N)`` raises ``ValueError``
+(torchvision reads out of bounds); NaN inputs win the max here (torchvision skips them).
+
+Vectorized: all bins of all boxes are processed at once. Every bin is a window of at most
+``bin_h x bin_w`` cells; the cells are gathered into a padded [bins, bin_h * bin_w, C] tensor, the
+padding is set to -inf, and one ``max`` finds the winners. To bound the memory, boxes are grouped
+by their window size (so little padding is gathered) and a big group is cut into chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+# The largest number of gathered values (one chunk of boxes) held at once: 2**24 floats = 64 MiB.
+GATHER_BUDGET = 2**24
+FLT_MAX = torch.finfo(torch.float32).max
+
+
+def boxes_to_rois(input: Tensor, boxes: Tensor | Sequence[Tensor]) -> Tensor:
+    """Validate ``input`` [N, C, H, W] and ``boxes``; return the rois [K, 5] (batch_index, x1, y1, x2, y2).
+
+    ``boxes`` is a Tensor[K, 5] or a list of N Tensors [L_i, 4] (image i gets batch index i), in
+    ``input``'s floating dtype and on its device. Raises TypeError / ValueError on bad input.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if not input.is_floating_point():
+        raise TypeError(f"input must be floating point, got dtype {input.dtype}")
+    if input.dim() != 4:
+        raise ValueError(f"input must have shape [N, C, H, W], got {list(input.shape)}")
+    if input.shape[2] == 0 or input.shape[3] == 0:
+        raise ValueError(f"input feature maps must not be empty, got {list(input.shape)}")
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise ValueError(f"a boxes tensor must have shape [K, 5] (batch_index, x1, y1, x2, y2), "
+                             f"got {list(boxes.shape)}")
+        rois = boxes
+    elif isinstance(boxes, (list, tuple)):
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
+                shape = list(b.shape) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(f"boxes[{i}] must be a Tensor of shape [L, 4] (x1, y1, x2, y2), got {shape}")
+        if len(boxes) == 0:
+            rois = input.new_zeros(0, 5)
+        else:
+            batch_index = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
+            rois = torch.cat([torch.cat(batch_index), torch.cat(list(boxes))], dim=1)
+    else:
+        raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
+    if rois.dtype != input.dtype:
+        raise TypeError(f"boxes must have the dtype of input ({input.dtype}), got {rois.dtype}")
+    if rois.device != input.device:
+        raise ValueError(f"boxes are on {rois.device} but input is on {input.device}")
+    if len(rois) and not bool(((rois[:, 0] >= 0) & (rois[:, 0] < input.shape[0])).all()):
+        raise ValueError(f"batch indices (first column of boxes) must lie in [0, {input.shape[0] - 1}]")
+    return rois
+
+
+def output_hw(output_size: int | Sequence[int]) -> tuple[int, int]:
+    """``output_size`` as (out_h, out_w): an int means a square grid."""
+    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+        raise ValueError(f"output_size must be a positive int or a pair (h, w) of them, got {output_size!r}")
+    return size
+
+
+def check_scale(spatial_scale: float) -> float:
+    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
+        raise TypeError(f"spatial_scale must be a number, got {type(spatial_scale).__name__}")
+    if not (math.isfinite(spatial_scale) and spatial_scale > 0):
+        raise ValueError(f"spatial_scale must be a finite number > 0, got {spatial_scale}")
+    return float(spatial_scale)
+
+
+def chunks_by_key(keys: Tensor, cost: Tensor, budget: int = GATHER_BUDGET) -> Iterator[tuple[Tensor, Tensor]]:
+    """Split box indices into groups of equal ``keys`` rows [K, D], then into chunks of <= ``budget`` cost.
+
+    ``cost`` [K] is what one box of the group costs (the same for every box with the same key).
+    Yields (key [D], box indices [k]). One Python iteration per group or chunk, never per box.
+    """
+    unique_keys, group_of_box = torch.unique(keys, dim=0, return_inverse=True)
+    for g, key in enumerate(unique_keys):
+        members = torch.nonzero(group_of_box == g).squeeze(1)
+        per_chunk = max(1, budget // max(int(cost[members[0]]), 1))
+        for chunk in torch.split(members, per_chunk):
+            yield key, chunk
+
+
+def round_half_away_from_zero(x: Tensor) -> Tensor:
+    # Not floor(x + 0.5): in float32, 0.49999997 + 0.5 rounds up to 1.0.
+    whole = x.trunc()
+    return torch.where((x - whole).abs() >= 0.5, whole + x.sign(), whole)
+
+
+def roi_pool(
+    input: Tensor,
+    boxes: Tensor | Sequence[Tensor],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+) -> Tensor:
+    """RoI max pooling, equal to ``torchvision.ops.roi_pool``.
+
+    Args:
+        input: [N, C, H, W] float feature maps.
+        boxes: xyxy boxes in image pixels: Tensor[K, 5] rows (batch_index, x1, y1, x2, y2), or a
+            list of N Tensors [L_i, 4]; same dtype and device as ``input``.
+        output_size: int or (out_h, out_w), the number of bins.
+        spatial_scale: feature-map cells per image pixel (e.g. 1/16).
+
+    Returns:
+        [K, C, out_h, out_w] tensor in ``input``'s dtype, differentiable w.r.t. ``input`` (each bin's
+        gradient goes to its argmax cell).
+    """
+    rois = boxes_to_rois(input, boxes)
+    out_h, out_w = output_hw(output_size)
+    spatial_scale = check_scale(spatial_scale)
+    n, c, h, w = input.shape
+    k = rois.shape[0]
+    if k == 0:
+        # Slicing keeps the result attached to ``input``'s graph, like torchvision's empty output.
+        return input.reshape(-1)[:0].reshape(0, c, out_h, out_w)
+
+    # --8<-- [start:roi_pool]
+    rois = rois.detach()  # snapping to whole cells makes the box coordinates non-differentiable
+    batch = rois[:, 0].long()  # [K], C++ truncates the float index
+    x1, y1, x2, y2 = round_half_away_from_zero(rois[:, 1:] * spatial_scale).long().unbind(1)  # [K] each
+
+    def bin_edges(start: Tensor, end: Tensor, bins: int, size: int) -> tuple[Tensor, Tensor]:
+        """First and one-past-last cell [K, bins] of every bin, along one axis."""
+        length = (end - start + 1).clamp(min=1)  # [K], both end cells count
+        bin_size = length.to(input.dtype) / bins  # computed in the input's dtype, like the kernel
+        p = torch.arange(bins, device=input.device, dtype=input.dtype)
+        lo = torch.floor(p * bin_size[:, None]).long() + start[:, None]
+        hi = torch.ceil((p + 1) * bin_size[:, None]).long() + start[:, None]
+        return lo.clamp(0, size), hi.clamp(0, size)  # a bin may end up empty: lo == hi
+
+    row_lo, row_hi = bin_edges(y1, y2, out_h, h)  # [K, out_h]
+    col_lo, col_hi = bin_edges(x1, x2, out_w, w)  # [K, out_w]
+    # Every bin of box k fits in a window of win_h x win_w cells.
+    win_h = (row_hi - row_lo).amax(dim=1).clamp(min=1)  # [K]
+    win_w = (col_hi - col_lo).amax(dim=1).clamp(min=1)  # [K]
+
+    # Channels last, so that one cell is one contiguous row of C values to gather.
+    cells = input.permute(0, 2, 3, 1).reshape(n * h * w, c)  # [N*H*W, C]
+    winner_parts, box_parts = [], []
+    for (wh, ww), idx in chunks_by_key(torch.stack([win_h, win_w], 1), win_h * win_w * out_h * out_w * c):
+        wh, ww = int(wh), int(ww)
+        dy = torch.arange(wh, device=input.device)
+        dx = torch.arange(ww, device=input.device)
+        rows = row_lo[idx, :, None] + dy  # [k, out_h, wh]
+        cols = col_lo[idx, :, None] + dx  # [k, out_w, ww]
+        # [k, out_h, out_w, wh, ww]: is this window cell inside its (clipped) bin?
+        valid = (rows < row_hi[idx, :, None])[:, :, None, :, None] & (cols < col_hi[idx, :, None])[:, None, :, None, :]
+        # Flat index of every window cell (padding cells clamped onto the map, masked out below).
+        row_start = (batch[idx, None, None] * h + rows.clamp(max=h - 1)) * w  # [k, out_h, wh]
+        cell = row_start[:, :, None, :, None] + cols.clamp(max=w - 1)[:, None, :, None, :]  # [k, out_h, out_w, wh, ww]
+        with torch.no_grad():
+            window = cells.detach().index_select(0, cell.reshape(-1)).view(-1, wh * ww, c)  # [k*out_h*out_w, wh*ww, C]
+            window.masked_fill_(~valid.reshape(-1, wh * ww, 1), -math.inf)
+            best, arg = window.max(dim=1)  # [k*out_h*out_w, C]; the first maximum in row-major order
+        winner = cell.reshape(-1, wh * ww).gather(1, arg)  # [k*out_h*out_w, C] flat cell index of the winner
+        # torchvision starts the max at -FLT_MAX (no winner: argmax -1, output -FLT_MAX or 0 if empty).
+        winner = torch.where(best > -FLT_MAX, winner, -1)
+        winner_parts.append(winner.view(-1, out_h, out_w, c))
+        box_parts.append(idx)
+
+    winner = torch.cat(winner_parts)[torch.argsort(torch.cat(box_parts))]  # [K, out_h, out_w, C], box order
+    # Read the winners WITH autograd: the gradient flows to exactly these cells.
+    values = cells.gather(0, winner.clamp(min=0).reshape(-1, c)).view(k, out_h, out_w, c)
+    empty = ((row_hi <= row_lo)[:, :, None] | (col_hi <= col_lo)[:, None, :])[..., None]  # [K, out_h, out_w, 1]
+    values = torch.where(winner >= 0, values, torch.where(empty, 0.0, -FLT_MAX).to(input.dtype))
+    return values.permute(0, 3, 1, 2).contiguous()  # [K, C, out_h, out_w]
+    # --8<-- [end:roi_pool]

