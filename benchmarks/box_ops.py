@@ -99,6 +99,16 @@ def cases(device: str):
         yield "nms 100k", lambda: nms(b100k, s100k, THRESHOLD), lambda: tv.nms(b100k, s100k, THRESHOLD), 5
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     torch.set_num_threads(2)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -126,7 +136,7 @@ def main() -> None:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -139,8 +149,8 @@ def main() -> None:
     gpu = f", {environment['gpu']}" if environment["gpu"] else ""
     lines += [
         "",
-        f"Reference: torchvision {environment['torch']} / {environment['torchvision']}, "
-        f"{environment['threads']} CPU threads{gpu}. {BOXES_NOTE}",
+        f"Measured with torch {environment['torch']}, torchvision {environment['torchvision']} "
+        f"(the reference), {environment['threads']} CPU threads ({environment['cpu']}){gpu}. {BOXES_NOTE}",
     ]
     (RESULTS / "box_ops.md").write_text("\n".join(lines) + "\n")
 

@@ -21,9 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _demo_builders():
-    from demos import lecture12_training
+    from demos import lecture12_training, lecture13_boxes, lecture13_detector, lecture13_selective_search
 
-    return {"lecture12": lecture12_training.build_demo}
+    return {
+        "lecture12": lecture12_training.build_demo,
+        "lecture13-boxes": lecture13_boxes.build_demo,
+        "lecture13-selective-search": lecture13_selective_search.build_demo,
+        "lecture13-detector": lecture13_detector.build_demo,
+    }
 
 
 def create_app(site_dir: Path | None = REPO_ROOT / "site") -> FastAPI:

@@ -15,6 +15,31 @@ def _lecture12_autograd_graph() -> bytes:
     return figure_two_layer_graph()
 
 
+def _lecture13(name: str) -> Callable[[], bytes]:
+    def draw() -> bytes:
+        from lectures_code.detection import figures
+
+        return figures.FIGURES[name]()
+
+    return draw
+
+
+def _lecture13_transfer() -> bytes:
+    from lectures_code.lecture13.transfer_learning import figure_transfer_learning
+
+    return figure_transfer_learning()
+
+
 FIGURES: dict[str, Callable[[], bytes]] = {
     "lecture12-autograd-graph.svg": _lecture12_autograd_graph,
+    **{name: _lecture13(name) for name in [
+        "lecture13-vision-tasks.png",
+        "lecture13-iou-examples.svg",
+        "lecture13-selective-search.png",
+        "lecture13-box-transform.svg",
+        "lecture13-nms.svg",
+        "lecture13-pr-curve.svg",
+        "lecture13-sliding-window-counts.svg",
+    ]},
+    "lecture13-transfer-learning.svg": _lecture13_transfer,
 }

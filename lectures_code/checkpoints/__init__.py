@@ -80,7 +80,8 @@ def load_checkpoint(name: str, directory: str | os.PathLike = CHECKPOINT_DIR) ->
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} not found; the shipped ones are {', '.join(SHIPPED)} in {CHECKPOINT_DIR} "
-            "(re-create them with `python -m lectures_code.detection.train_lecture13`)"
+            "(re-create them with `python -m lectures_code.detection.rcnn --ship` and "
+            "`python -m lectures_code.detection.single_object --ship`)"
         )
     expected = read_sums(directory).get(file_name)
     if expected is None:

@@ -1,0 +1,50 @@
+"""Lectures 13-14 · object detection, from scratch. One op per file; boxes are xyxy unless stated.
+
+    boxes.py            box_area, box_iou, box_convert
+    box_coding.py       encode_boxes / decode_boxes: (tx, ty, tw, th) and back
+    nms.py              nms, batched_nms (greedy, equal to torchvision index for index)
+    coco_eval.py        coco_evaluate: the 12 COCO numbers, equal to pycocotools
+    voc_ap.py           voc_ap: PASCAL VOC 2007 11-point and 2010+ AP
+    sliding_window.py   how many windows a sliding-window detector would have to classify
+    selective_search.py region proposals by hierarchical grouping (Uijlings et al.)
+    rcnn_targets.py     R-CNN proposal labels (>= 0.5 / < 0.3) and crop-and-warp
+    single_object.py    classification + box regression for one object per image
+    rcnn.py             R-CNN trained on the digit canvases
+    roi_pool.py, roi_align.py   Lecture 14's RoI feature cropping
+    visualize.py, figures.py    drawing boxes; the figures of the notes
+"""
+
+from lectures_code.detection.box_coding import decode_boxes, encode_boxes
+from lectures_code.detection.boxes import box_area, box_convert, box_iou
+from lectures_code.detection.coco_eval import coco_evaluate, format_stats
+from lectures_code.detection.nms import batched_nms, nms, nms_simple
+from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
+from lectures_code.detection.roi_align import map_rois_to_levels, roi_align
+from lectures_code.detection.roi_pool import roi_pool
+from lectures_code.detection.selective_search import proposal_recall, selective_search
+from lectures_code.detection.sliding_window import count_all_windows, count_windows, enumerate_windows
+from lectures_code.detection.voc_ap import voc_ap
+
+__all__ = [
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "coco_evaluate",
+    "count_all_windows",
+    "count_windows",
+    "crop_and_warp",
+    "decode_boxes",
+    "encode_boxes",
+    "enumerate_windows",
+    "format_stats",
+    "label_proposals",
+    "nms",
+    "nms_simple",
+    "map_rois_to_levels",
+    "proposal_recall",
+    "roi_align",
+    "roi_pool",
+    "selective_search",
+    "voc_ap",
+]

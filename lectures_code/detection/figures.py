@@ -355,7 +355,7 @@ def figure_box_transform() -> bytes:
     ax_text.axis("off")
     for i, line in enumerate(lines):
         ax_text.text(0.0, 1.0 - i * 0.1, line, fontsize=10, va="top", transform=ax_text.transAxes)
-    ax_text.set_title("encode_boxes(P, G) 的变换 t = (tx, ty, tw, th)", fontsize=10)
+    ax_text.set_title("encode_boxes(P, G) 的变换 t = (tx, ty, tw, th)", fontsize=10, loc="left")
     return _svg(fig)
 
 

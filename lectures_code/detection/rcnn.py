@@ -13,7 +13,8 @@ The pipeline, as in Lecture 13:
 2. Training targets (:func:`build_targets`): ``label_proposals`` with IoU >= 0.5 -> the digit's
    class, < 0.3 -> background, in between ignored; positives also get a box-regression target
    (tx, ty, tw, th) = ``encode_boxes(proposal, matched gt, weights=(10, 10, 5, 5))``.
-3. Warping: ``crop_and_warp`` resizes every proposal to a fixed 32x32 crop. The lecture (and the
+3. Warping: ``crop_and_warp`` resizes every proposal, enlarged by R-CNN's context margin (16 px
+   around the box at 227 px), to a fixed 32x32 crop. The lecture (and the
    paper) warp to 224x224 (227x227 with 16 px of context) for an ImageNet AlexNet/VGG; on a CPU that
    is far too big, and a 20-64 px digit is perfectly readable at 32x32.
 4. A small CNN per crop (:class:`RCNN`): a class head with 11 logits (background + 10 digits) and a
@@ -36,6 +37,7 @@ checkpoint (model + optimizer + scheduler + epoch) after every epoch.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -59,6 +61,7 @@ MAX_PROPOSALS = 400
 STRATEGY = "fast"
 PROPOSAL_SEED = 0  # seed of selective search's random ranking
 CACHE_ENV = "LECTURES_CODE_CACHE"
+CONTEXT_SCALE = 227 / (227 - 2 * 16)  # R-CNN's context padding: 16 px around a box warped to 227 px
 
 
 def default_cache_dir() -> Path:
@@ -105,11 +108,26 @@ def proposals_for(
             pass  # unreadable cache entry: recompute and overwrite it
     boxes = selective_search(pixels, strategy=strategy, max_proposals=max_proposals, seed=PROPOSAL_SEED)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, boxes=boxes.astype(np.float32), digest=np.array(digest))
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, boxes=boxes.astype(np.float32), digest=np.array(digest))
+            os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        except OSError:
+            pass  # a read-only or full disk only costs speed: the boxes are still returned
     return torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+
+
+def warp_regions(image: torch.Tensor, regions: torch.Tensor, crop_size: int = CROP_SIZE) -> torch.Tensor:
+    """Crop each region *with context* and warp it to crop_size x crop_size: float [K, 3, S, S].
+
+    As in R-CNN, the region is first enlarged about its centre so that, after warping, it is
+    surrounded by a margin (16 px of the paper's 227, i.e. the box fills 195/227 of the crop); the
+    network then sees the object's edges, which the box regressor needs. Outside the image is 0.
+    """
+    centre = (regions[:, :2] + regions[:, 2:]) / 2  # [K, 2]
+    half = (regions[:, 2:] - regions[:, :2]) / 2 * CONTEXT_SCALE  # [K, 2]
+    return crop_and_warp(image, torch.cat([centre - half, centre + half], dim=1), crop_size)
 
 
 def _drop_tiny(boxes: torch.Tensor, min_size: float = 2.0) -> torch.Tensor:
@@ -262,7 +280,7 @@ def prepare_training_regions(
         image, target = dataset[index]
         proposals = proposals_for(image, split, index, seed, cache_dir=cache_dir)
         regions, labels, box_targets = build_targets(proposals, target["boxes"], target["labels"])
-        crops = crop_and_warp(image, regions, crop_size)  # [K, 3, S, S] float
+        crops = warp_regions(image, regions, crop_size)  # [K, 3, S, S] float
         parts["crops"].append((crops * 255).round().to(torch.uint8))
         parts["labels"].append(labels)
         parts["box_targets"].append(box_targets)
@@ -279,9 +297,21 @@ def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate: linear warm-up over the first 10% of the steps, then a cosine decay to 0."""
+    warmup = max(1, total_steps // 10)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train_rcnn(
-    num_train_images: int = 500,
-    epochs: int = 6,
+    num_train_images: int = 600,
+    epochs: int = 5,
     lr: float = 2e-3,
     batch_size: int = 128,
     device: str | torch.device = "cpu",
@@ -295,7 +325,7 @@ def train_rcnn(
 ) -> tuple[RCNN, dict]:
     """Train an :class:`RCNN` on the first ``num_train_images`` training canvases.
 
-    AdamW (weight decay 1e-4) with a one-cycle cosine schedule over all steps. With a
+    AdamW (weight decay 1e-4), linear warm-up then cosine decay (:func:`warmup_cosine`). With a
     ``checkpoint_path``, {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "config"}
     is saved after every epoch, and with ``resume`` a run continues from it (the same minibatches
     as an uninterrupted run: epoch e samples with a generator seeded by (seed, e)).
@@ -326,8 +356,7 @@ def train_rcnn(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = len(sample_minibatches(labels.cpu(), batch_size, positive_fraction,
                                              torch.Generator().manual_seed(0)))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                    pct_start=0.1)
+    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: dict = {"total": [], "cls": [], "box": [], "epoch_seconds": []}
     first_epoch = 0
@@ -346,6 +375,8 @@ def train_rcnn(
     for epoch in range(first_epoch, epochs):
         epoch_start = time.perf_counter()
         model.train()
+        # Sampling and dropout of epoch e depend only on (seed, e): a resumed run repeats them exactly.
+        torch.manual_seed(seed * 1000 + epoch)
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         batches = sample_minibatches(labels.cpu(), batch_size, positive_fraction, generator)
         for batch in _progress(batches, progress, f"R-CNN epoch {epoch + 1}/{epochs}"):
@@ -424,7 +455,7 @@ def detect(
     model.eval()
     logits, deltas = [], []
     for first in range(0, len(proposals), chunk_size):
-        crops = crop_and_warp(image, proposals[first : first + chunk_size], model.crop_size)  # [k, 3, S, S]
+        crops = warp_regions(image, proposals[first : first + chunk_size], model.crop_size)  # [k, 3, S, S]
         chunk_logits, chunk_deltas = model(crops)
         logits.append(chunk_logits.float())
         deltas.append(chunk_deltas.float())
@@ -498,3 +529,96 @@ def load_pretrained(name: str = "rcnn_digits", directory: str | os.PathLike | No
     from lectures_code import checkpoints
 
     return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
+
+
+def _update_record(key: str, record: dict, path: str | os.PathLike) -> None:
+    """Merge ``{key: record}`` into the JSON file at ``path`` (other keys are kept)."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train, evaluate and (with --ship) save the shipped R-CNN: ``python -m lectures_code.detection.rcnn``."""
+    import argparse
+    import platform
+    import shlex
+    import sys
+
+    from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--num-train-images", type=int, default=600)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--num-test-images", type=int, default=200)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--checkpoint-path", default=str(Path.home() / ".cache" / "lectures_code" / "rcnn_train.pt"))
+    parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument("--ship", action="store_true", help="write lectures_code/checkpoints/rcnn_digits.pt")
+    parser.add_argument("--record", default="docs/data/lecture13_detectors.json")
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    model, history = train_rcnn(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device, args.seed,
+                                args.checkpoint_path, progress=True, resume=not args.no_resume)
+    evaluation = evaluate_rcnn(model, args.num_test_images, progress=True)
+    subset = evaluate_rcnn(model, 40, progress=False)  # the subset that tests/detection/test_rcnn.py checks
+    # Selective search time per image, measured without the cache (it dominates R-CNN's test time).
+    test_set = DigitCanvases("test", size=10, seed=args.seed)
+    start = time.perf_counter()
+    for index in range(len(test_set)):
+        proposals_for(test_set[index][0])
+    search_seconds = (time.perf_counter() - start) / len(test_set)
+
+    names = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
+             "AR_medium", "AR_large"]
+    record = {
+        "model": "RCNN",
+        "command": "python -m lectures_code.detection.rcnn " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "device": str(args.device),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "train_images": args.num_train_images,
+        "epochs": args.epochs,
+        "steps": len(history["total"]),
+        "train_regions": history["num_regions"],
+        "train_positives": history["num_positives"],
+        "prepare_seconds (proposals + crops, proposals cached)": round(history["prepare_seconds"], 1),
+        "train_seconds": round(history["train_seconds"], 1),
+        "final_loss": {k: round(float(np.mean(history[k][-20:])), 4) for k in ("total", "cls", "box")},
+        "test_images": args.num_test_images,
+        "test": {name: round(value, 4) for name, value in zip(names, evaluation["stats"])},
+        "per_class_ap": {d: {k: round(v, 4) for k, v in ap.items()} for d, ap in evaluation["per_class_ap"].items()},
+        "test_first_40": {name: round(value, 4) for name, value in zip(names, subset["stats"])},
+        "seconds_per_test_image": {
+            "selective_search": round(search_seconds, 4),
+            "crops_cnn_nms": round(evaluation["seconds_per_image"]["detect"], 4),
+            "total_without_cache": round(search_seconds + evaluation["seconds_per_image"]["detect"], 4),
+        },
+        "settings": {"crop_size": model.crop_size, "proposals": f"selective search {STRATEGY}, max {MAX_PROPOSALS}",
+                     "score_threshold": 0.05, "nms_threshold": 0.5, "box_weights": list(BOX_WEIGHTS),
+                     "positive_fraction": 0.25, "batch_size": args.batch_size, "lr": args.lr},
+    }
+    if args.ship:
+        metadata = {"config": {"num_classes": model.num_classes, "crop_size": model.crop_size, "feature_dim": 256},
+                    "trained_on": f"DigitCanvases train[:{args.num_train_images}] seed {args.seed}",
+                    "command": record["command"], "test_AP": record["test"]["AP"], "test_AP50": record["test"]["AP50"]}
+        path = CHECKPOINT_DIR / "rcnn_digits.pt"
+        record["checkpoint"] = {"file": "lectures_code/checkpoints/rcnn_digits.pt",
+                                "sha256": save_checkpoint(model.state_dict(), metadata, path),
+                                "bytes": path.stat().st_size}
+        _update_record("rcnn", record, args.record)
+    print(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -25,11 +25,12 @@ the few points where they jump: a sample crossing -1 or H (it starts or stops re
 adaptive grid size changing, and the clamps (width clamped to 1, coordinates clamped to 0 or
 snapped to H - 1, where the box gradient is 0).
 
-Vectorized: the bilinear interpolation of a sample is separable (linear in y times linear in x),
-and every output bin is a weighted sum of ``grid_h * grid_w * 4`` cells. The cells are gathered
-into a [bins, samples, C] tensor and summed with their weights by one batched matrix product. The
-adaptive grid differs per box, so boxes are grouped by their (grid_h, grid_w), and a big group is
-cut into chunks to bound the memory.
+Vectorized: the bilinear interpolation is separable (linear in y times linear in x), so a bin
+reads ``grid_h * 2 x grid_w * 2`` cells with weights ``weight_y * weight_x / (grid_h * grid_w)``.
+The flat cell indices and weights of all bins, bin after bin, go to one ``F.embedding_bag`` call
+(mode "sum" with per-sample weights), which gathers and sums them in one kernel. The adaptive grid
+differs per box, so boxes are grouped by their (grid_h, grid_w) to build the index lists (one
+Python iteration per distinct grid, never per box or bin).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.detection.roi_pool import boxes_to_rois, check_scale, chunks_by_key, output_hw
+from lectures_code.detection.roi_pool import boxes_to_rois, ceil_long, check_scale, groups_by_key, output_hw
 
 
 # --8<-- [start:bilinear]
@@ -54,13 +56,15 @@ def linear_taps(coord: Tensor, size: int) -> tuple[Tensor, Tensor]:
     # More than one cell outside the map: the sample reads 0 (it still counts in the average).
     inside = (coord >= -1) & (coord <= size)
     coord = torch.where(coord <= 0, torch.zeros_like(coord), coord)  # [-1, 0] reads cell 0
-    low = coord.detach().floor().long()
+    low = coord.detach().long()  # coord >= 0 here: truncation is floor, as the kernel's int cast
     at_end = low >= size - 1  # past the last cell: read it alone (no cell size - 1 + 1 to blend in)
-    low = low.clamp(max=size - 1)
+    low = low.clamp(min=0, max=size - 1)  # (min: a far-away sample, read with weight 0)
     high = (low + 1).clamp(max=size - 1)
     frac = torch.where(at_end, torch.zeros_like(coord), coord - low)  # distance to the low cell
     weight = torch.stack([1 - frac, frac], dim=-1) * inside[..., None]
     return torch.stack([low, high], dim=-1), weight
+
+
 # --8<-- [end:bilinear]
 
 
@@ -125,32 +129,46 @@ def roi_align(
     if sampling_ratio > 0:
         grid_h = grid_w = torch.full_like(batch, sampling_ratio)
     else:  # about one sample per cell; a box with no extent (aligned=True) gets no samples
-        grid_h, grid_w = bin_h.detach().ceil().long().clamp(min=0), bin_w.detach().ceil().long().clamp(min=0)
+        grid_h, grid_w = ceil_long(bin_h.detach()).clamp(min=0), ceil_long(bin_w.detach()).clamp(min=0)
 
-    # Channels last, so that one cell is one contiguous row of C values to gather.
-    cells = input.permute(0, 2, 3, 1).reshape(n * h * w, c)  # [N*H*W, C]
-    out_parts, box_parts = [], []
-    samples_per_bin = grid_h * grid_w * 4  # [K]
-    for (gh, gw), idx in chunks_by_key(torch.stack([grid_h, grid_w], 1), samples_per_bin * out_h * out_w * c):
+    # The cells and weights of every bin, bin after bin. Boxes are grouped by grid size only to build
+    # these lists with tensor ops (one iteration per distinct grid).
+    cell_parts, weight_parts, bag_size_parts, box_parts = [], [], [], []
+    for (gh, gw), idx in groups_by_key(torch.stack([grid_h, grid_w], 1)):
         gh, gw = int(gh), int(gw)
+        bag_size_parts.append(torch.full((len(idx) * out_h * out_w,), gh * gw * 4, device=input.device))
+        box_parts.append(idx)
         if gh * gw == 0:  # a zero-size box with aligned=True and an adaptive grid: no samples, output 0
-            out_parts.append(input.new_zeros(len(idx), out_h, out_w, c))
-            box_parts.append(idx)
             continue
         y_index, y_weight = linear_taps(sample_coords(y1[idx], bin_h[idx], out_h, gh), h)  # [k, out_h, gh, 2]
         x_index, x_weight = linear_taps(sample_coords(x1[idx], bin_w[idx], out_w, gw), w)  # [k, out_w, gw, 2]
-        # The bin's samples: (iy, a) x (ix, b) for the grid points and their 2 x 2 neighbours.
+        # A bin reads (grid point iy, its row a) x (grid point ix, its column b): gh*2 * gw*2 cells.
         row_start = (batch[idx, None, None, None] * h + y_index) * w  # [k, out_h, gh, 2]
+        # cell, weight: [k, out_h, out_w, gh, 2, gw, 2]
         cell = row_start[:, :, None, :, :, None, None] + x_index[:, None, :, None, None, :, :]
+        y_weight = y_weight / (gh * gw)  # the average over the grid, folded into the (small) y factor
         weight = y_weight[:, :, None, :, :, None, None] * x_weight[:, None, :, None, None, :, :]
-        weight = weight / (gh * gw)  # average over the grid; [k, out_h, out_w, gh, 2, gw, 2]
-        samples = cells.index_select(0, cell.reshape(-1)).view(-1, gh * 2 * gw * 2, c)  # [bins, samples, C]
-        pooled = torch.bmm(weight.reshape(-1, 1, gh * 2 * gw * 2), samples)  # [bins, 1, C]
-        out_parts.append(pooled.view(-1, out_h, out_w, c))
-        box_parts.append(idx)
+        cell_parts.append(cell.flatten())
+        weight_parts.append(weight.flatten())
+    bag_size = torch.cat(bag_size_parts)
+
+    # Channels last, so that a cell is a row of C values.
+    cells = input.permute(0, 2, 3, 1).reshape(n * h * w, c)  # [N*H*W, C]
+    # embedding_bag(mode="sum") computes out[bin] = sum_s weight[bin, s] * cells[cell[bin, s]]: gather
+    # and weighted sum in one kernel, without materializing the gathered [samples, C] values. It is
+    # differentiable w.r.t. the cells (input) and the weights (box coordinates).
+    out = F.embedding_bag(
+        torch.cat(cell_parts) if cell_parts else bag_size.new_zeros(0),
+        cells,
+        torch.cumsum(bag_size, 0) - bag_size,  # where each bin's list starts
+        mode="sum",
+        per_sample_weights=torch.cat(weight_parts) if weight_parts else cells.new_zeros(0),
+    )
+    out = out.view(k, out_h, out_w, c)  # boxes in group order
+    if len(box_parts) > 1:
+        out = out[torch.argsort(torch.cat(box_parts))]  # back to the order of the boxes
     # --8<-- [end:roi_align_sampling]
 
-    out = torch.cat(out_parts)[torch.argsort(torch.cat(box_parts))]  # [K, out_h, out_w, C], box order
     return out.permute(0, 3, 1, 2).contiguous()  # [K, C, out_h, out_w]
 
 

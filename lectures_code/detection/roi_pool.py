@@ -21,12 +21,14 @@ order among ties), exactly like torchvision's backward. The snapped box coordina
 so there is no gradient w.r.t. the boxes: that is the flaw RoI Align fixes.
 
 Differences from torchvision, on purpose: a batch index outside ``[0, N)`` raises ``ValueError``
-(torchvision reads out of bounds); NaN inputs win the max here (torchvision skips them).
+(torchvision reads out of bounds). NaN inputs are not supported: torchvision's max skips NaN cells,
+here a NaN cell may win.
 
-Vectorized: all bins of all boxes are processed at once. Every bin is a window of at most
-``bin_h x bin_w`` cells; the cells are gathered into a padded [bins, bin_h * bin_w, C] tensor, the
-padding is set to -inf, and one ``max`` finds the winners. To bound the memory, boxes are grouped
-by their window size (so little padding is gathered) and a big group is cut into chunks.
+Vectorized: every bin of a box fits in a window of ``win_h x win_w`` cells (its largest bin).
+The flat indices of the window cells, bin after bin (cells outside the bin replaced by a padding
+row), go to one ``F.embedding_bag(mode="max")`` call, which takes the per-channel max of each bin
+without materializing the gathered [cells, C] values. Boxes are grouped by window size to build
+the index lists (one Python iteration per distinct size, never per box or bin).
 """
 
 from __future__ import annotations
@@ -35,10 +37,9 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-# The largest number of gathered values (one chunk of boxes) held at once: 2**24 floats = 64 MiB.
-GATHER_BUDGET = 2**24
 FLT_MAX = torch.finfo(torch.float32).max
 
 
@@ -58,8 +59,9 @@ def boxes_to_rois(input: Tensor, boxes: Tensor | Sequence[Tensor]) -> Tensor:
         raise ValueError(f"input feature maps must not be empty, got {list(input.shape)}")
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 5:
-            raise ValueError(f"a boxes tensor must have shape [K, 5] (batch_index, x1, y1, x2, y2), "
-                             f"got {list(boxes.shape)}")
+            raise ValueError(
+                f"a boxes tensor must have shape [K, 5] (batch_index, x1, y1, x2, y2), got {list(boxes.shape)}"
+            )
         rois = boxes
     elif isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
@@ -98,24 +100,29 @@ def check_scale(spatial_scale: float) -> float:
     return float(spatial_scale)
 
 
-def chunks_by_key(keys: Tensor, cost: Tensor, budget: int = GATHER_BUDGET) -> Iterator[tuple[Tensor, Tensor]]:
-    """Split box indices into groups of equal ``keys`` rows [K, D], then into chunks of <= ``budget`` cost.
+def groups_by_key(keys: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """Group box indices by equal rows of ``keys`` [K, D]; yields (key [D], box indices [k]).
 
-    ``cost`` [K] is what one box of the group costs (the same for every box with the same key).
-    Yields (key [D], box indices [k]). One Python iteration per group or chunk, never per box.
+    One Python iteration per distinct key (e.g. per window size), never per box.
     """
     unique_keys, group_of_box = torch.unique(keys, dim=0, return_inverse=True)
     for g, key in enumerate(unique_keys):
-        members = torch.nonzero(group_of_box == g).squeeze(1)
-        per_chunk = max(1, budget // max(int(cost[members[0]]), 1))
-        for chunk in torch.split(members, per_chunk):
-            yield key, chunk
+        yield key, torch.nonzero(group_of_box == g).squeeze(1)
+
+
+def ceil_long(x: Tensor) -> Tensor:
+    """``ceil(x)`` as int64. (``x.long()`` truncates toward zero like C's int cast; ``torch.ceil``,
+    ``floor`` and ``trunc`` would do as well, but their CPU kernels always start a parallel region,
+    which costs milliseconds on a busy machine.)"""
+    whole = x.long()
+    return whole + (whole.to(x.dtype) < x).long()
 
 
 def round_half_away_from_zero(x: Tensor) -> Tensor:
-    # Not floor(x + 0.5): in float32, 0.49999997 + 0.5 rounds up to 1.0.
-    whole = x.trunc()
-    return torch.where((x - whole).abs() >= 0.5, whole + x.sign(), whole)
+    """C's ``round`` as int64. (Not floor(x + 0.5): in float32, 0.49999997 + 0.5 rounds up to 1.0.)"""
+    whole = x.long()  # toward zero
+    away = (x - whole.to(x.dtype)).abs() >= 0.5
+    return whole + away.long() * x.sign().long()
 
 
 def roi_pool(
@@ -149,15 +156,15 @@ def roi_pool(
     # --8<-- [start:roi_pool]
     rois = rois.detach()  # snapping to whole cells makes the box coordinates non-differentiable
     batch = rois[:, 0].long()  # [K], C++ truncates the float index
-    x1, y1, x2, y2 = round_half_away_from_zero(rois[:, 1:] * spatial_scale).long().unbind(1)  # [K] each
+    x1, y1, x2, y2 = round_half_away_from_zero(rois[:, 1:] * spatial_scale).unbind(1)  # [K] each
 
     def bin_edges(start: Tensor, end: Tensor, bins: int, size: int) -> tuple[Tensor, Tensor]:
         """First and one-past-last cell [K, bins] of every bin, along one axis."""
         length = (end - start + 1).clamp(min=1)  # [K], both end cells count
         bin_size = length.to(input.dtype) / bins  # computed in the input's dtype, like the kernel
         p = torch.arange(bins, device=input.device, dtype=input.dtype)
-        lo = torch.floor(p * bin_size[:, None]).long() + start[:, None]
-        hi = torch.ceil((p + 1) * bin_size[:, None]).long() + start[:, None]
+        lo = (p * bin_size[:, None]).long() + start[:, None]  # floor: the product is >= 0
+        hi = ceil_long((p + 1) * bin_size[:, None]) + start[:, None]
         return lo.clamp(0, size), hi.clamp(0, size)  # a bin may end up empty: lo == hi
 
     row_lo, row_hi = bin_edges(y1, y2, out_h, h)  # [K, out_h]
@@ -166,34 +173,37 @@ def roi_pool(
     win_h = (row_hi - row_lo).amax(dim=1).clamp(min=1)  # [K]
     win_w = (col_hi - col_lo).amax(dim=1).clamp(min=1)  # [K]
 
-    # Channels last, so that one cell is one contiguous row of C values to gather.
-    cells = input.permute(0, 2, 3, 1).reshape(n * h * w, c)  # [N*H*W, C]
-    winner_parts, box_parts = [], []
-    for (wh, ww), idx in chunks_by_key(torch.stack([win_h, win_w], 1), win_h * win_w * out_h * out_w * c):
-        wh, ww = int(wh), int(ww)
-        dy = torch.arange(wh, device=input.device)
-        dx = torch.arange(ww, device=input.device)
-        rows = row_lo[idx, :, None] + dy  # [k, out_h, wh]
-        cols = col_lo[idx, :, None] + dx  # [k, out_w, ww]
-        # [k, out_h, out_w, wh, ww]: is this window cell inside its (clipped) bin?
-        valid = (rows < row_hi[idx, :, None])[:, :, None, :, None] & (cols < col_hi[idx, :, None])[:, None, :, None, :]
-        # Flat index of every window cell (padding cells clamped onto the map, masked out below).
-        row_start = (batch[idx, None, None] * h + rows.clamp(max=h - 1)) * w  # [k, out_h, wh]
-        cell = row_start[:, :, None, :, None] + cols.clamp(max=w - 1)[:, None, :, None, :]  # [k, out_h, out_w, wh, ww]
-        with torch.no_grad():
-            window = cells.detach().index_select(0, cell.reshape(-1)).view(-1, wh * ww, c)  # [k*out_h*out_w, wh*ww, C]
-            window.masked_fill_(~valid.reshape(-1, wh * ww, 1), -math.inf)
-            best, arg = window.max(dim=1)  # [k*out_h*out_w, C]; the first maximum in row-major order
-        winner = cell.reshape(-1, wh * ww).gather(1, arg)  # [k*out_h*out_w, C] flat cell index of the winner
-        # torchvision starts the max at -FLT_MAX (no winner: argmax -1, output -FLT_MAX or 0 if empty).
-        winner = torch.where(best > -FLT_MAX, winner, -1)
-        winner_parts.append(winner.view(-1, out_h, out_w, c))
-        box_parts.append(idx)
+    # Channels last, so that a cell is a row of C values, plus an all-zero row to pad bins with.
+    padding = n * h * w
+    cells = input.new_empty(n * h * w + 1, c)  # [N*H*W + 1, C]
+    cells[:padding].view(n, h, w, c).copy_(input.permute(0, 2, 3, 1))
+    cells[padding] = 0
 
-    winner = torch.cat(winner_parts)[torch.argsort(torch.cat(box_parts))]  # [K, out_h, out_w, C], box order
-    # Read the winners WITH autograd: the gradient flows to exactly these cells.
-    values = cells.gather(0, winner.clamp(min=0).reshape(-1, c)).view(k, out_h, out_w, c)
-    empty = ((row_hi <= row_lo)[:, :, None] | (col_hi <= col_lo)[:, None, :])[..., None]  # [K, out_h, out_w, 1]
-    values = torch.where(winner >= 0, values, torch.where(empty, 0.0, -FLT_MAX).to(input.dtype))
-    return values.permute(0, 3, 1, 2).contiguous()  # [K, C, out_h, out_w]
+    # The cells of every bin, bin after bin, each bin's cells in row-major order. Boxes are grouped
+    # by window size only to build these lists with tensor ops (one iteration per distinct size).
+    cell_parts, bag_size_parts, box_parts = [], [], []
+    for (wh, ww), idx in groups_by_key(torch.stack([win_h, win_w], 1)):
+        rows = row_lo[idx, :, None] + torch.arange(int(wh), device=input.device)  # [k, out_h, wh]
+        cols = col_lo[idx, :, None] + torch.arange(int(ww), device=input.device)  # [k, out_w, ww]
+        row_start = (batch[idx, None, None] * h + rows) * w  # [k, out_h, wh]
+        cell = row_start[:, :, None, :, None] + cols[:, None, :, None, :]  # [k, out_h, out_w, wh, ww] flat index
+        # The window is as big as the box's largest bin: cells outside a bin read the padding row.
+        inside = (rows < row_hi[idx, :, None])[:, :, None, :, None] & (cols < col_hi[idx, :, None])[:, None, :, None, :]
+        cell_parts.append(torch.where(inside, cell, padding).flatten())
+        bag_size_parts.append(torch.full((len(idx) * out_h * out_w,), int(wh * ww), device=input.device))
+        box_parts.append(idx)
+    bag_size = torch.cat(bag_size_parts)
+
+    # embedding_bag(mode="max") takes the per-channel max over each bin's cells, skipping the
+    # padding (the first maximum wins ties), without materializing the gathered [cells, C] values.
+    # Its backward sends the gradient to that cell, like torchvision's argmax. An empty bin
+    # (all padding) outputs 0.
+    offsets = torch.cumsum(bag_size, 0) - bag_size  # where each bin's list starts
+    out = F.embedding_bag(torch.cat(cell_parts), cells, offsets, mode="max", padding_idx=padding)
+    out = out.view(k, out_h, out_w, c)  # boxes in group order
+    if len(box_parts) > 1:
+        out = out[torch.argsort(torch.cat(box_parts))]  # back to the order of the boxes
+    # torchvision's max starts at -FLT_MAX: a bin of values all <= -FLT_MAX outputs -FLT_MAX, no gradient.
+    out = torch.where(out > -FLT_MAX, out, torch.tensor(-FLT_MAX, dtype=out.dtype, device=out.device))
+    return out.permute(0, 3, 1, 2).contiguous()  # [K, C, out_h, out_w]
     # --8<-- [end:roi_pool]

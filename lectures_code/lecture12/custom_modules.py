@@ -6,6 +6,7 @@ import torch
 
 from lectures_code.device import get_device
 from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparameters, make_regression_data
+from lectures_code.lecture12.optimizers import OPTIMIZERS
 
 
 # --8<-- [start:two_layer_net]
@@ -71,19 +72,18 @@ def train_custom_module(
     check_hyperparameters(steps, learning_rate)
     if model_name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model_name!r}")
-    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-    if optimizer_name not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer_name!r}")
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer_name!r}")
     device = get_device(device)
     x, y = make_regression_data(N, D_in, D_out, device, seed, dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MODELS[model_name](D_in, H, D_out).to(device=device, dtype=dtype)
 
-    name = f"{model_name} + optim.{optimizers[optimizer_name].__name__}"
+    name = f"{model_name} + optim.{OPTIMIZERS[optimizer_name].__name__}"
     result = TrainResult(name, device=str(device), progress=progress)
     with Timer(device) as timer:
-        optimizer = optimizers[optimizer_name](model.parameters(), lr=learning_rate)
+        optimizer = OPTIMIZERS[optimizer_name](model.parameters(), lr=learning_rate)
         for _ in range(steps):
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()
