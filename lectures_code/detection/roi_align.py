@@ -41,7 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.detection.roi_pool import boxes_to_rois, ceil_long, check_scale, groups_by_key, output_hw
+from lectures_code.detection.roi_pool import (
+    boxes_to_rois,
+    ceil_long,
+    check_scale,
+    groups_by_key,
+    output_hw,
+    true_divide,
+)
 
 
 # --8<-- [start:bilinear]
@@ -78,7 +85,7 @@ def sample_coords(start: Tensor, bin_size: Tensor, bins: int, grid: int) -> Tens
     p = torch.arange(bins, device=start.device, dtype=start.dtype)[:, None]  # [bins, 1]
     i = torch.arange(grid, device=start.device, dtype=start.dtype)  # [grid]
     bin_size = bin_size[:, None, None]  # [k, 1, 1]
-    return start[:, None, None] + p * bin_size + (i + 0.5) * bin_size / grid
+    return start[:, None, None] + p * bin_size + true_divide((i + 0.5) * bin_size, grid)
 
 
 def roi_align(
@@ -125,7 +132,7 @@ def roi_align(
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:
         roi_w, roi_h = roi_w.clamp(min=1), roi_h.clamp(min=1)
-    bin_w, bin_h = roi_w / out_w, roi_h / out_h  # [K]
+    bin_w, bin_h = true_divide(roi_w, out_w), true_divide(roi_h, out_h)  # [K]
     if sampling_ratio > 0:
         grid_h = grid_w = torch.full_like(batch, sampling_ratio)
     else:  # about one sample per cell; a box with no extent (aligned=True) gets no samples

@@ -110,6 +110,17 @@ def groups_by_key(keys: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         yield key, torch.nonzero(group_of_box == g).squeeze(1)
 
 
+def true_divide(x: Tensor, divisor: float) -> Tensor:
+    """``x / divisor``, correctly rounded on every device.
+
+    PyTorch's CUDA kernel divides by a Python number by multiplying with its reciprocal, which is
+    not correctly rounded: in float32, 7 * (1 / 3) = 2.3333335 but 7 / 3 = 2.3333333, and
+    ceil(3 * 2.3333335) = 8 picks one cell too many. torchvision's kernels divide, so we divide by
+    a tensor, which gets true division on CPU and CUDA alike.
+    """
+    return x / torch.full_like(x, divisor)
+
+
 def ceil_long(x: Tensor) -> Tensor:
     """``ceil(x)`` as int64. (``x.long()`` truncates toward zero like C's int cast; ``torch.ceil``,
     ``floor`` and ``trunc`` would do as well, but their CPU kernels always start a parallel region,
@@ -161,7 +172,7 @@ def roi_pool(
     def bin_edges(start: Tensor, end: Tensor, bins: int, size: int) -> tuple[Tensor, Tensor]:
         """First and one-past-last cell [K, bins] of every bin, along one axis."""
         length = (end - start + 1).clamp(min=1)  # [K], both end cells count
-        bin_size = length.to(input.dtype) / bins  # computed in the input's dtype, like the kernel
+        bin_size = true_divide(length.to(input.dtype), bins)  # in the input's dtype, like the kernel
         p = torch.arange(bins, device=input.device, dtype=input.dtype)
         lo = (p * bin_size[:, None]).long() + start[:, None]  # floor: the product is >= 0
         hi = ceil_long((p + 1) * bin_size[:, None]) + start[:, None]
