@@ -38,6 +38,7 @@ FIGURES: dict[str, Callable[[], bytes]] = {
         "lecture13-selective-search.png",
         "lecture13-box-transform.svg",
         "lecture13-nms.svg",
+        "lecture13-rcnn-pipeline.png",
         "lecture13-pr-curve.svg",
         "lecture13-sliding-window-counts.svg",
     ]},

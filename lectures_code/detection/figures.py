@@ -403,6 +403,46 @@ def figure_nms(threshold: float = NMS_THRESHOLD) -> bytes:
     return _svg(fig)
 
 
+RCNN_FIGURE_CANVAS = 3  # a test canvas with several digits
+
+
+def figure_rcnn_pipeline(index: int = RCNN_FIGURE_CANVAS) -> bytes:
+    """PNG: the shipped R-CNN on one test canvas, step by step (proposals, warped crops, boxes, NMS)."""
+    from lectures_code.detection.rcnn import detect, load_pretrained, proposals_for, warp_regions
+
+    model = load_pretrained("rcnn_digits")
+    image, target = DigitCanvases("test", size=index + 1, canvas_size=128, seed=0)[index]
+    proposals = torch.as_tensor(proposals_for(image), dtype=torch.float32)  # [N, 4] xyxy, ranked
+    with torch.no_grad():
+        crops = warp_regions(image, proposals[:12], model.crop_size)  # [12, 3, S, S]
+        probabilities = model(crops)[0].softmax(dim=1)  # [12, 1 + C]
+        before = detect(model, image, proposals, score_threshold=0.5, nms_threshold=1.0)  # IoU > 1: no NMS
+        after = detect(model, image, proposals, score_threshold=0.5, nms_threshold=0.5)
+
+    fig = Figure(figsize=(15, 4.6), layout="constrained")
+    left, middle, right = fig.subfigures(1, 3, width_ratios=[3, 4, 3])
+    ax = left.subplots()
+    show_image(ax, image)
+    draw_boxes(ax, proposals[:60], colors=[PALETTE[i % len(PALETTE)] for i in range(60)], linewidth=0.8)
+    ax.set_title(f"① Selective Search：{len(proposals)} 个候选框（画出前 60）", fontsize=10)
+    middle.suptitle(f"② 前 12 个候选框裁剪并缩放到 {model.crop_size}×{model.crop_size}，CNN 给出类别概率", fontsize=10)
+    for i, crop_ax in enumerate(middle.subplots(3, 4).flat):
+        show_image(crop_ax, crops[i])
+        best = int(probabilities[i].argmax())
+        name = "背景" if best == 0 else f"数字 {best - 1}"
+        crop_ax.set_title(f"{name} {float(probabilities[i, best]):.2f}", fontsize=7)
+        crop_ax.set_xticks([]), crop_ax.set_yticks([])
+    ax = right.subplots()
+    show_image(ax, image)
+    draw_boxes(ax, before["boxes"], colors="#ff7f0e", linewidth=0.8, alpha=0.6)
+    draw_boxes(ax, target["boxes"], colors="white", linestyle="--", linewidth=1.2)
+    draw_boxes(ax, after["boxes"], labels=[str(int(v)) for v in after["labels"]], scores=after["scores"],
+               colors="#2ca02c", linewidth=2.0, fontsize=7)
+    ax.set_title(f"③ 框回归后分数 ≥ 0.5：{len(before['boxes'])} 个（橙）\n"
+                 f"④ 按类 NMS 后：{len(after['boxes'])} 个（绿）；白色虚线为真实框", fontsize=10)
+    return _png(fig)
+
+
 PR_DATASET_SIZE = 40
 PR_SEED = 0
 
@@ -489,6 +529,7 @@ def figure_sliding_window_counts() -> bytes:
 
 
 FIGURES = {
+    "lecture13-rcnn-pipeline.png": figure_rcnn_pipeline,
     "lecture13-vision-tasks.png": figure_vision_tasks,
     "lecture13-iou-examples.svg": figure_iou_examples,
     "lecture13-selective-search.png": figure_selective_search,

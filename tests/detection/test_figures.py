@@ -77,7 +77,7 @@ def test_figure_names_match_functions():
     assert set(FIGURES) == {
         "lecture13-vision-tasks.png", "lecture13-iou-examples.svg", "lecture13-selective-search.png",
         "lecture13-box-transform.svg", "lecture13-nms.svg", "lecture13-pr-curve.svg",
-        "lecture13-sliding-window-counts.svg",
+        "lecture13-sliding-window-counts.svg", "lecture13-rcnn-pipeline.png",
     }
     assert all(callable(f) for f in FIGURES.values())
 
