@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 from lectures_code.detection.boxes import box_iou  # noqa: E402
 from lectures_code.detection.nms import batched_nms, nms, nms_simple  # noqa: E402
@@ -47,24 +47,6 @@ def random_boxes(n: int, seed: int, device: str):
     scores = torch.randperm(n, generator=g) / n
     labels = torch.randint(0, 10, (n,), generator=g)
     return boxes.to(device), scores.to(device), labels.to(device)
-
-
-def median_ms(ours, reference, device: str, repeats: int) -> tuple[float, float]:
-    def once(fn):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) * 1e3
-
-    once(ours), once(reference)  # warm-up: allocator, lazy init, kernels
-    ours_ms, ref_ms = [], []
-    for _ in range(repeats):
-        ours_ms.append(once(ours))
-        ref_ms.append(once(reference))
-    return statistics.median(ours_ms), statistics.median(ref_ms)
 
 
 def cases(device: str):

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 from lectures_code.detection.roi_align import roi_align  # noqa: E402
 from lectures_code.detection.roi_pool import roi_pool  # noqa: E402
@@ -48,24 +48,6 @@ def setup(device: str):
     rois = torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), boxes], 1)
     upstream = torch.randn(k, 256, 7, 7, generator=g)
     return features.to(device), rois.to(device), upstream.to(device)
-
-
-def median_ms(ours, reference, device: str, repeats: int) -> tuple[float, float]:
-    def once(fn):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) * 1e3
-
-    once(ours), once(reference)  # warm-up: allocator, lazy init, kernels
-    ours_ms, ref_ms = [], []
-    for _ in range(repeats):
-        ours_ms.append(once(ours))
-        ref_ms.append(once(reference))
-    return statistics.median(ours_ms), statistics.median(ref_ms)
 
 
 def cases(device: str):

@@ -54,6 +54,7 @@ from lectures_code.detection.coco_eval import coco_evaluate
 from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
+from lectures_code.detection.single_object import warmup_cosine  # the same schedule for both detectors
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
 CROP_SIZE = 32
@@ -295,18 +296,6 @@ def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rate: linear warm-up over the first 10% of the steps, then a cosine decay to 0."""
-    warmup = max(1, total_steps // 10)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_rcnn(
