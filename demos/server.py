@@ -21,13 +21,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _demo_builders():
-    from demos import lecture12_training, lecture13_boxes, lecture13_detector, lecture13_selective_search
+    from demos import (
+        lecture12_training,
+        lecture13_boxes,
+        lecture13_detector,
+        lecture13_selective_search,
+        lecture14_roi,
+    )
 
     return {
         "lecture12": lecture12_training.build_demo,
         "lecture13-boxes": lecture13_boxes.build_demo,
         "lecture13-selective-search": lecture13_selective_search.build_demo,
         "lecture13-detector": lecture13_detector.build_demo,
+        "lecture14-roi": lecture14_roi.build_demo,
     }
 
 

@@ -24,6 +24,15 @@ def _lecture13(name: str) -> Callable[[], bytes]:
     return draw
 
 
+def _lecture14(name: str) -> Callable[[], bytes]:
+    def draw() -> bytes:
+        from lectures_code.detection import figures_lecture14
+
+        return figures_lecture14.FIGURES[name]()
+
+    return draw
+
+
 def _lecture13_transfer() -> bytes:
     from lectures_code.lecture13.transfer_learning import figure_transfer_learning
 
@@ -43,4 +52,6 @@ FIGURES: dict[str, Callable[[], bytes]] = {
         "lecture13-sliding-window-counts.svg",
     ]},
     "lecture13-transfer-learning.svg": _lecture13_transfer,
+    "lecture14-roi-pool-vs-align.png": _lecture14("lecture14-roi-pool-vs-align.png"),
+    "lecture14-feature-projection.svg": _lecture14("lecture14-feature-projection.svg"),
 }

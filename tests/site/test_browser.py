@@ -116,8 +116,8 @@ def test_demo_page_without_server_explains_how_to_start_it(page, built_site):
     assert "make serve" in message.inner_text()
 
 
-def _demo_frame(page, server, name):
-    page.goto(server + "/lectures/lecture-13/", wait_until="networkidle")
+def _demo_frame(page, server, name, lecture: int = 13):
+    page.goto(server + f"/lectures/lecture-{lecture}/", wait_until="networkidle")
     box = page.locator(f".demo-embed[data-demo='{name}']")
     box.scroll_into_view_if_needed()
     page.wait_for_selector(f".demo-embed[data-demo='{name}'] iframe", timeout=20_000)
@@ -183,3 +183,22 @@ def test_lecture13_detector_demo(page, server):
     assert int(re.search(r"检测到\s*(\d+)", text).group(1)) >= 1
     frame.locator("#det-plot img, #det-plot canvas, #det-plot svg").first.wait_for(timeout=30_000)
     _shot(page, "lecture13-detector-demo")
+
+
+def test_lecture14_roi_demo(page, server):
+    page.goto(server + "/lectures/lecture-14/", wait_until="networkidle")
+    for name in ["lecture14-roi-pool-vs-align.png", "lecture14-feature-projection.svg"]:
+        image = page.locator(f"img[src$='{name}']")
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle(),
+                               timeout=20_000)
+    box, frame = _demo_frame(page, server, "lecture14-roi", lecture=14)
+    info = frame.locator("#roi-info")
+    info.get_by_text("RoI Align").first.wait_for(timeout=60_000)
+    before = info.inner_text()
+    _set_number(frame.locator("#roi-x2 input[type=number]"), "120")
+    page.wait_for_function("([el, old]) => el.innerText !== old", arg=[info.element_handle(), before],
+                           timeout=30_000)
+    _set_number(frame.locator("#roi-x2 input[type=number]"), "10")   # x2 < x1: a message, not a crash
+    info.get_by_text("输入有误").first.wait_for(timeout=30_000)
+    _shot(page, "lecture14-roi-demo")
