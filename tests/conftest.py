@@ -23,3 +23,30 @@ DEVICES = [
 @pytest.fixture(params=DEVICES)
 def device(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def pycocotools_evaluate():
+    """The reference COCO evaluation: ``run(gt, detections)`` -> pycocotools' COCOeval after
+    evaluate / accumulate / summarize, with its printing silenced."""
+    import contextlib
+    import copy
+    import io
+    import warnings
+
+    coco = pytest.importorskip("pycocotools.coco")
+    cocoeval = pytest.importorskip("pycocotools.cocoeval")
+
+    def run(gt: dict, detections: list):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            coco_gt = coco.COCO()
+            coco_gt.dataset = copy.deepcopy(gt)
+            coco_gt.createIndex()
+            evaluator = cocoeval.COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), "bbox")
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        return evaluator
+
+    return run

@@ -5,14 +5,11 @@ Oracles: torchvision.ops (box_iou, nms) and pycocotools' COCOeval (the AP shown 
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import io
 import math
 import re
 import struct
 import time
-import warnings
 import zlib
 
 import numpy as np
@@ -163,28 +160,16 @@ def test_nms_bad_input_gives_a_message(args, message):
 # mAP tab
 
 
-def _pycocotools_precision(gt, detections):
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        coco_gt = pycocotools_coco.COCO()
-        coco_gt.dataset = copy.deepcopy(gt)
-        coco_gt.createIndex()
-        evaluator = pycocotools_eval.COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-    return evaluator.eval["precision"]  # [T, R, K, A, M]
-
-
 @pytest.mark.parametrize("seed, iou, score, jitter", [(0, 0.5, 0.0, 0.15), (1, 0.75, 0.3, 0.2), (2, 0.95, 0.0, 0.05),
                                                       (5, 0.6, 0.5, 0.4)])
-def test_map_value_equals_pycocotools(seed, iou, score, jitter):
+def test_map_value_equals_pycocotools(seed, iou, score, jitter, pycocotools_evaluate):
     figure, message = boxes_demo.map_playground(seed, iou, score, jitter)
     assert isinstance(figure, Figure), message
     shown = float(re.search(r"AP@[0-9.]+ = ([0-9.]+)", message).group(1))
     gt = canvas_ground_truth(boxes_demo.MAP_IMAGES, single_class=True)
     detections = synthetic_detections(gt, seed=seed, jitter=jitter, score_threshold=score)
     t = int(np.argmin(np.abs(np.linspace(0.5, 0.95, 10) - iou)))
-    expected = _pycocotools_precision(gt, detections)[t, :, 0, 0, -1].mean()
+    expected = pycocotools_evaluate(gt, detections).eval["precision"][t, :, 0, 0, -1].mean()
     assert shown == pytest.approx(expected, abs=5e-4)
 
 

@@ -6,11 +6,8 @@ points that figure_pr_curve plots.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import io
 import time
-import warnings
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -130,24 +127,12 @@ def test_canvas_ground_truth_is_a_fresh_copy():
     assert again["annotations"] and {a["category_id"] for a in again["annotations"]} == {1}
 
 
-def _pycocotools_precision(gt, detections):
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        coco_gt = pycocotools_coco.COCO()
-        coco_gt.dataset = copy.deepcopy(gt)
-        coco_gt.createIndex()
-        evaluator = pycocotools_eval.COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-    return evaluator.eval["precision"]  # [T, R, K, A, M]
-
-
 @pytest.mark.parametrize("seed, single_class, jitter", [(0, False, 0.15), (1, False, 0.3), (2, True, 0.2),
                                                         (3, True, 0.05)])
-def test_raw_pr_points_interpolate_to_pycocotools_curve(seed, single_class, jitter):
+def test_raw_pr_points_interpolate_to_pycocotools_curve(seed, single_class, jitter, pycocotools_evaluate):
     gt = canvas_ground_truth(15, single_class=single_class)
     detections = synthetic_detections(gt, seed=seed, jitter=jitter, false_positives_per_image=2.0)
-    reference = _pycocotools_precision(gt, detections)
+    reference = pycocotools_evaluate(gt, detections).eval["precision"]
     thresholds = np.linspace(0.5, 0.95, 10)
     category_ids = sorted(c["id"] for c in gt["categories"])
     for k, category in enumerate(category_ids):
