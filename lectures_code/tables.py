@@ -85,7 +85,32 @@ def lecture13_transfer() -> str:
     )
 
 
+def lecture14_detectors() -> str:
+    """R-CNN (Lecture 13) next to the Lecture 14 detectors, as in the lecture's comparison."""
+    rcnn = load_result("lecture13_detectors")["rcnn"]
+    lecture14 = load_result("lecture14_detectors")
+    rows = [["R-CNN（Lecture 13）", "两阶段，外部提议", rcnn["train_images"], rcnn["train_seconds"],
+             f"{1000 * rcnn['seconds_per_test_image']['total_without_cache']:.1f}", rcnn["test"]["AP50"],
+             rcnn["test"]["AP"]]]
+    kinds = {"faster_rcnn": ("Faster R-CNN", "两阶段，RPN"), "fcos": ("FCOS（FPN）", "单阶段，无锚框")}
+    commands = [f"- R-CNN：`{rcnn['command']}`"]
+    for key, (name, kind) in kinds.items():
+        if key not in lecture14:
+            continue
+        r = lecture14[key]
+        per_image = r.get("seconds_per_test_image", r.get("seconds_per_test_image (cpu, batch 1)"))
+        rows.append([name, kind, r["train_images"], r["train_seconds"], f"{1000 * per_image:.1f}", r["test"]["AP50"],
+                     r["test"]["AP"]])
+        commands.append(f"- {name}：`{r['command']}`")
+    header = ["模型", "类型", "训练图像", "训练用时 (s, CPU)", "每图测试用时 (ms, CPU)", "AP50", "AP@[.5:.95]"]
+    return (markdown_table(header, rows)
+            + "\n测试集都是同样的 200 张测试画布，用我们的 `coco_evaluate` 评分；训练都在本机 CPU 上单线程完成"
+            "（训练时机器上还有其他任务，用时是上限）。R-CNN 的测试用时大部分是 Selective Search。"
+            "复现命令：\n\n" + "\n".join(commands) + "\n")
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "lecture14-detectors": lecture14_detectors,
     "lecture13-transfer": lecture13_transfer,
     "lecture13-single-object": lecture13_single_object,
     "lecture13-rcnn": lecture13_rcnn,

@@ -31,7 +31,7 @@ from lectures_code.lecture12.common import make_regression_data
 from lectures_code.lecture12.tensors_manual_backprop import manual_gradients
 from lectures_code.plotting import plot_losses
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny matrices: one thread is as fast and never waits for a busy second core
 print("torch", torch.__version__)
 
 # %% [markdown]

@@ -21,7 +21,7 @@ import torch
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent
 SUMS_FILE = "SHA256SUMS"
-SHIPPED = ("rcnn_digits", "single_object_digits")
+SHIPPED = ("rcnn_digits", "single_object_digits", "fcos_digits", "faster_rcnn_digits")
 
 
 class CheckpointError(RuntimeError):
@@ -108,6 +108,14 @@ def load_pretrained(name: str, directory: str | os.PathLike = CHECKPOINT_DIR, de
         from lectures_code.detection.rcnn import RCNN
 
         model = RCNN(**config)
+    elif name == "faster_rcnn_digits":
+        from lectures_code.detection.faster_rcnn import FasterRCNN
+
+        model = FasterRCNN(**config)
+    elif name == "fcos_digits":
+        from lectures_code.detection.fcos import FCOS
+
+        model = FCOS(**config)
     else:
         from lectures_code.detection.single_object import SingleObjectDetector
 
