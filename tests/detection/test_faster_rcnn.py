@@ -30,7 +30,7 @@ from lectures_code.detection.faster_rcnn import (
 )
 
 # Measured when the checkpoint was made: see docs/data/lecture14_detectors.json ("faster_rcnn", "test_first_40").
-MIN_AP50_FIRST_40 = 0.85
+MIN_AP50_FIRST_40 = 0.93  # measured 0.971 (AP 0.823); full 200-canvas test: AP50 0.963, AP 0.830
 LOSS_NAMES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
 
 
@@ -201,7 +201,7 @@ def test_few_steps_lower_the_loss(canvases):
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        totals.append(float(total))
+        totals.append(float(total.detach()))
     assert sum(totals[-3:]) / 3 < 0.7 * sum(totals[:3]) / 3, totals
 
 
