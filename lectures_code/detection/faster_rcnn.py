@@ -62,8 +62,6 @@ ANCHOR_SIZES = (16, 24, 32, 48, 64)
 ANCHOR_RATIOS = (1.0, 2.0, 4.0)  # h / w: digits are upright, a "1" is up to ~5x taller than wide
 STRIDE = 8
 SMOOTH_L1_BETA = 1 / 9
-RECORD_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-                "AR_medium", "AR_large"]
 
 
 def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -547,41 +545,15 @@ def load_pretrained(name: str = "faster_rcnn_digits", directory: str | os.PathLi
     return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
 
 
-def _update_record(key: str, record: dict, path: str | os.PathLike) -> None:
-    """Merge ``{key: record}`` into the JSON file at ``path`` (other keys are kept)."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[key] = record
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Train, evaluate and (with --ship) save the shipped Faster R-CNN.
 
     ``python -m lectures_code.detection.faster_rcnn --num-train-images N --epochs E --ship``
     """
-    import argparse
-    import platform
-    import shlex
-    import sys
+    from lectures_code.detection import training_cli
 
-    from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--num-train-images", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-test-images", type=int, default=200)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (0: leave as is)")
-    parser.add_argument("--checkpoint-path",
-                        default=str(Path.home() / ".cache" / "lectures_code" / "faster_rcnn_train.pt"))
-    parser.add_argument("--no-resume", action="store_true")
-    parser.add_argument("--ship", action="store_true", help="write lectures_code/checkpoints/faster_rcnn_digits.pt")
-    parser.add_argument("--record", default="docs/data/lecture14_detectors.json")
+    parser = training_cli.detector_parser(main.__doc__, "faster_rcnn", num_train_images=3000, epochs=4, lr=2e-3,
+                                          batch_size=8, threads=2, record="docs/data/lecture14_detectors.json")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -593,22 +565,16 @@ def main(argv: list[str] | None = None) -> dict:
     subset = evaluate_faster_rcnn(model, 40, progress=False)  # the subset tests/detection/test_faster_rcnn.py checks
     record = {
         "model": "FasterRCNN",
-        "command": "python -m lectures_code.detection.faster_rcnn "
-                   + shlex.join(sys.argv[1:] if argv is None else argv),
-        "device": str(args.device),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "train_images": args.num_train_images,
+        **training_cli.run_info("lectures_code.detection.faster_rcnn", args, argv),
         "epochs": args.epochs,
         "steps": len(history["total"]),
         "train_seconds": round(history["train_seconds"], 1),
         "final_loss": {k: round(float(np.mean(v[-50:])), 4) for k, v in history.items()
                        if k.startswith("loss") or k == "total"},
         "test_images": args.num_test_images,
-        "test": {name: round(value, 4) for name, value in zip(RECORD_NAMES, evaluation["stats"])},
-        "per_class_ap": {d: {k: round(v, 4) for k, v in ap.items()} for d, ap in evaluation["per_class_ap"].items()},
-        "test_first_40": {name: round(value, 4) for name, value in zip(RECORD_NAMES, subset["stats"])},
+        "test": training_cli.named_stats(evaluation["stats"]),
+        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
+        "test_first_40": training_cli.named_stats(subset["stats"]),
         "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
         "parameters": sum(p.numel() for p in model.parameters()),
         "settings": model.config() | {"stride": STRIDE, "box_weights": list(BOX_WEIGHTS), "rpn_nms": 0.7,
@@ -616,14 +582,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       "batch_size": args.batch_size, "lr": args.lr},
     }
     if args.ship:
-        metadata = {"config": model.config(),
-                    "trained_on": f"DigitCanvases train[:{args.num_train_images}] seed {args.seed}",
-                    "command": record["command"], "test_AP": record["test"]["AP"], "test_AP50": record["test"]["AP50"]}
-        path = CHECKPOINT_DIR / "faster_rcnn_digits.pt"
-        record["checkpoint"] = {"file": "lectures_code/checkpoints/faster_rcnn_digits.pt",
-                                "sha256": save_checkpoint(model.state_dict(), metadata, path),
-                                "bytes": path.stat().st_size}
-        _update_record("faster_rcnn", record, args.record)
+        training_cli.ship("faster_rcnn", model, model.config(), args, record)
     print(json.dumps(record, indent=2))
     return record
 

@@ -476,26 +476,10 @@ def evaluate_fcos(model: FCOS, num_test_images: int = 200, split: str = "test", 
 
 def main(argv: list[str] | None = None) -> dict:
     """Train, evaluate and (with --ship) save the shipped FCOS: ``python -m lectures_code.detection.fcos``."""
-    import argparse
-    import platform
-    import shlex
-    import sys
+    from lectures_code.detection import training_cli
 
-    from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--num-train-images", type=int, default=4000)
-    parser.add_argument("--epochs", type=int, default=14)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--num-test-images", type=int, default=200)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave as is)")
-    parser.add_argument("--checkpoint-path", default=str(Path.home() / ".cache" / "lectures_code" / "fcos_train.pt"))
-    parser.add_argument("--no-resume", action="store_true")
-    parser.add_argument("--ship", action="store_true", help="write lectures_code/checkpoints/fcos_digits.pt")
-    parser.add_argument("--record", default="docs/data/lecture14_detectors.json")
+    parser = training_cli.detector_parser(main.__doc__, "fcos", num_train_images=4000, epochs=14, lr=2e-3,
+                                          batch_size=16, threads=1, record="docs/data/lecture14_detectors.json")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -505,16 +489,9 @@ def main(argv: list[str] | None = None) -> dict:
     evaluation = evaluate_fcos(model.to("cpu"), args.num_test_images)
     subset = evaluate_fcos(model, 40)  # the subset that tests/detection/test_fcos.py checks
 
-    names = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-             "AR_medium", "AR_large"]
     record = {
         "model": "FCOS",
-        "command": "python -m lectures_code.detection.fcos " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "device": str(args.device),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "train_images": args.num_train_images,
+        **training_cli.run_info("lectures_code.detection.fcos", args, argv),
         "epochs": args.epochs,
         "steps": len(history["total"]),
         "render_seconds": round(history["render_seconds"], 1),
@@ -522,9 +499,9 @@ def main(argv: list[str] | None = None) -> dict:
         "first_loss": {k: round(sum(history[k][:20]) / 20, 4) for k in ("total", "cls", "box", "centerness")},
         "final_loss": {k: round(sum(history[k][-20:]) / 20, 4) for k in ("total", "cls", "box", "centerness")},
         "test_images": args.num_test_images,
-        "test": {name: round(value, 4) for name, value in zip(names, evaluation["stats"])},
-        "per_class_ap": {d: {k: round(v, 4) for k, v in ap.items()} for d, ap in evaluation["per_class_ap"].items()},
-        "test_first_40": {name: round(value, 4) for name, value in zip(names, subset["stats"])},
+        "test": training_cli.named_stats(evaluation["stats"]),
+        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
+        "test_first_40": training_cli.named_stats(subset["stats"]),
         "seconds_per_test_image (cpu, batch 1)": round(evaluation["seconds_per_image"], 4),
         "settings": {"strides": list(STRIDES), "scale_ranges_px": [[lo, str(hi)] for lo, hi in SCALE_RANGES],
                      "center_sampling_radius": CENTER_SAMPLING_RADIUS, "score_threshold": 0.05,
@@ -533,16 +510,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "parameters": sum(p.numel() for p in model.parameters()), **model.config},
     }
     if args.ship:
-        from lectures_code.detection.rcnn import _update_record
-
-        metadata = {"config": model.config,
-                    "trained_on": f"DigitCanvases train[:{args.num_train_images}] seed {args.seed}",
-                    "command": record["command"], "test_AP": record["test"]["AP"], "test_AP50": record["test"]["AP50"]}
-        path = CHECKPOINT_DIR / "fcos_digits.pt"
-        record["checkpoint"] = {"file": "lectures_code/checkpoints/fcos_digits.pt",
-                                "sha256": save_checkpoint(model.state_dict(), metadata, path),
-                                "bytes": path.stat().st_size}
-        _update_record("fcos", record, args.record)
+        training_cli.ship("fcos", model, model.config, args, record)
     print(json.dumps(record, indent=2))
     return record
 

@@ -520,37 +520,12 @@ def load_pretrained(name: str = "rcnn_digits", directory: str | os.PathLike | No
     return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
 
 
-def _update_record(key: str, record: dict, path: str | os.PathLike) -> None:
-    """Merge ``{key: record}`` into the JSON file at ``path`` (other keys are kept)."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[key] = record
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Train, evaluate and (with --ship) save the shipped R-CNN: ``python -m lectures_code.detection.rcnn``."""
-    import argparse
-    import platform
-    import shlex
-    import sys
+    from lectures_code.detection import training_cli
 
-    from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--num-train-images", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--num-test-images", type=int, default=200)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
-    parser.add_argument("--checkpoint-path", default=str(Path.home() / ".cache" / "lectures_code" / "rcnn_train.pt"))
-    parser.add_argument("--no-resume", action="store_true")
-    parser.add_argument("--ship", action="store_true", help="write lectures_code/checkpoints/rcnn_digits.pt")
-    parser.add_argument("--record", default="docs/data/lecture13_detectors.json")
+    parser = training_cli.detector_parser(main.__doc__, "rcnn", num_train_images=600, epochs=5, lr=2e-3,
+                                          batch_size=128, threads=0, record="docs/data/lecture13_detectors.json")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -566,16 +541,9 @@ def main(argv: list[str] | None = None) -> dict:
         proposals_for(test_set[index][0])
     search_seconds = (time.perf_counter() - start) / len(test_set)
 
-    names = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-             "AR_medium", "AR_large"]
     record = {
         "model": "RCNN",
-        "command": "python -m lectures_code.detection.rcnn " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "device": str(args.device),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "train_images": args.num_train_images,
+        **training_cli.run_info("lectures_code.detection.rcnn", args, argv),
         "epochs": args.epochs,
         "steps": len(history["total"]),
         "train_regions": history["num_regions"],
@@ -584,9 +552,9 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": round(history["train_seconds"], 1),
         "final_loss": {k: round(float(np.mean(history[k][-20:])), 4) for k in ("total", "cls", "box")},
         "test_images": args.num_test_images,
-        "test": {name: round(value, 4) for name, value in zip(names, evaluation["stats"])},
-        "per_class_ap": {d: {k: round(v, 4) for k, v in ap.items()} for d, ap in evaluation["per_class_ap"].items()},
-        "test_first_40": {name: round(value, 4) for name, value in zip(names, subset["stats"])},
+        "test": training_cli.named_stats(evaluation["stats"]),
+        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
+        "test_first_40": training_cli.named_stats(subset["stats"]),
         "seconds_per_test_image": {
             "selective_search": round(search_seconds, 4),
             "crops_cnn_nms": round(evaluation["seconds_per_image"]["detect"], 4),
@@ -597,14 +565,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "positive_fraction": 0.25, "batch_size": args.batch_size, "lr": args.lr},
     }
     if args.ship:
-        metadata = {"config": {"num_classes": model.num_classes, "crop_size": model.crop_size, "feature_dim": 256},
-                    "trained_on": f"DigitCanvases train[:{args.num_train_images}] seed {args.seed}",
-                    "command": record["command"], "test_AP": record["test"]["AP"], "test_AP50": record["test"]["AP50"]}
-        path = CHECKPOINT_DIR / "rcnn_digits.pt"
-        record["checkpoint"] = {"file": "lectures_code/checkpoints/rcnn_digits.pt",
-                                "sha256": save_checkpoint(model.state_dict(), metadata, path),
-                                "bytes": path.stat().st_size}
-        _update_record("rcnn", record, args.record)
+        config = {"num_classes": model.num_classes, "crop_size": model.crop_size, "feature_dim": 256}
+        training_cli.ship("rcnn", model, config, args, record)
     print(json.dumps(record, indent=2))
     return record
 

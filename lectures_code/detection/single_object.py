@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     import sys
 
     from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
-    from lectures_code.detection.rcnn import _update_record
+    from lectures_code.detection.training_cli import update_record
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--steps", type=int, default=2000)
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
         record["checkpoint"] = {"file": "lectures_code/checkpoints/single_object_digits.pt",
                                 "sha256": save_checkpoint(model.state_dict(), metadata, path),
                                 "bytes": path.stat().st_size}
-        _update_record("single_object", record, args.record)
+        update_record("single_object", record, args.record)
     print(json.dumps(record, indent=2))
     return record
 

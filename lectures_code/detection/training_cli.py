@@ -1,0 +1,83 @@
+"""What the detectors' training commands share (``python -m lectures_code.detection.<model>``).
+
+Each command trains on the digit canvases, evaluates on the test split with our coco_evaluate, and
+with ``--ship`` saves the checkpoint (lectures_code/checkpoints/, hash in SHA256SUMS) and merges its
+record into a docs/data/*.json file that the pages' tables read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+COCO_STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
+                   "AR_medium", "AR_large"]
+
+
+def detector_parser(description: str, key: str, *, num_train_images: int, epochs: int, lr: float, batch_size: int,
+                    threads: int, record: str) -> argparse.ArgumentParser:
+    """The common arguments; ``key`` names the resume checkpoint and the shipped file (``<key>_digits.pt``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--num-train-images", type=int, default=num_train_images)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--num-test-images", type=int, default=200)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=threads, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--checkpoint-path", default=str(Path.home() / ".cache" / "lectures_code" / f"{key}_train.pt"))
+    parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument("--ship", action="store_true", help=f"write lectures_code/checkpoints/{key}_digits.pt")
+    parser.add_argument("--record", default=record)
+    return parser
+
+
+def run_info(module: str, args: argparse.Namespace, argv: list[str] | None) -> dict:
+    """The command that reproduces this run and where it ran."""
+    return {
+        "command": f"python -m {module} " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "device": str(args.device),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "train_images": args.num_train_images,
+    }
+
+
+def named_stats(stats) -> dict:
+    """The 12 COCO numbers by name, rounded for the record."""
+    return {name: round(float(value), 4) for name, value in zip(COCO_STAT_NAMES, stats)}
+
+
+def rounded_per_class(per_class_ap: dict) -> dict:
+    return {digit: {k: round(v, 4) for k, v in ap.items()} for digit, ap in per_class_ap.items()}
+
+
+def update_record(key: str, record: dict, path: str | os.PathLike) -> None:
+    """Merge ``{key: record}`` into the JSON file at ``path`` (other keys are kept)."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def ship(key: str, model: torch.nn.Module, config: dict, args: argparse.Namespace, record: dict) -> None:
+    """Save ``<key>_digits.pt`` (state_dict + plain metadata, hash in SHA256SUMS) and record it."""
+    from lectures_code.checkpoints import CHECKPOINT_DIR, save_checkpoint
+
+    metadata = {"config": config, "trained_on": f"DigitCanvases train[:{args.num_train_images}] seed {args.seed}",
+                "command": record["command"], "test_AP": record["test"]["AP"], "test_AP50": record["test"]["AP50"]}
+    path = CHECKPOINT_DIR / f"{key}_digits.pt"
+    record["checkpoint"] = {"file": f"lectures_code/checkpoints/{key}_digits.pt",
+                            "sha256": save_checkpoint(model.state_dict(), metadata, path),
+                            "bytes": path.stat().st_size}
+    update_record(key, record, args.record)
