@@ -55,6 +55,7 @@ from lectures_code.detection.roi_align import roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule as Lecture 13's detectors
+from lectures_code.detection.training_cli import progress_bar
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
@@ -381,19 +382,11 @@ class FasterRCNN(nn.Module):
                 "nms_threshold": self.nms_threshold, "max_detections": self.max_detections}
 
 
-def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
-
-
 def render_canvases(num_images: int, split: str = "train", seed: int = 0, progress: bool = False):
     """The first ``num_images`` canvases of a split: (uint8 [N, 3, H, W], list of N {"boxes", "labels"})."""
     dataset = DigitCanvases(split, size=num_images, seed=seed)
     images, targets = [], []
-    for index in _progress(range(num_images), progress, f"render ({split})"):
+    for index in progress_bar(range(num_images), progress, f"render ({split})"):
         image, target = dataset[index]
         images.append((image * 255).round().to(torch.uint8))
         targets.append({"boxes": target["boxes"], "labels": target["labels"]})
@@ -463,7 +456,7 @@ def train_faster_rcnn(
         torch.manual_seed(seed * 1000 + epoch)  # the samplers use torch's global generator
         order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
         batches = order.split(batch_size)
-        bar = _progress(batches, progress, f"Faster R-CNN epoch {epoch + 1}/{epochs}")
+        bar = progress_bar(batches, progress, f"Faster R-CNN epoch {epoch + 1}/{epochs}")
         for batch in bar:
             batch_images = images[batch].to(device).float().div_(255)  # [B, 3, H, W]
             batch_targets = [{k: v.to(device) for k, v in targets[i].items()} for i in batch.tolist()]
@@ -515,7 +508,7 @@ def evaluate_faster_rcnn(
     device = next(model.parameters()).device
     dataset = DigitCanvases(split, size=num_test_images, seed=seed)
     detections, seconds = [], 0.0
-    for index in _progress(range(num_test_images), progress, f"evaluate ({split})"):
+    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
         image, _ = dataset[index]
         start = time.perf_counter()
         result = model(image[None].to(device))[0]

@@ -41,6 +41,7 @@ from lectures_code.detection.coco_eval import coco_evaluate
 from lectures_code.detection.fcos_targets import centerness_target, fcos_points, match_points_to_boxes
 from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.detection.nms import batched_nms
+from lectures_code.detection.training_cli import progress_bar
 
 STRIDES = (8, 16, 32)
 SCALE_RANGES = ((0, 32), (32, 64), (64, math.inf))  # max(l, t, r, b) in pixels, per level (see module doc)
@@ -337,14 +338,6 @@ def render_split(split: str, size: int, seed: int = 0) -> dict:
     return {"images": torch.stack(images), "targets": targets}
 
 
-def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
-
-
 def train_fcos(
     num_train_images: int = 4000,
     epochs: int = 14,
@@ -409,7 +402,7 @@ def train_fcos(
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         order = torch.randperm(num_train_images, generator=generator)
         batches = order.split(batch_size)
-        bar = _progress(batches, progress, f"FCOS epoch {epoch + 1}/{epochs}")
+        bar = progress_bar(batches, progress, f"FCOS epoch {epoch + 1}/{epochs}")
         for batch in bar:
             images = data["images"][batch].to(device).float().div_(255)  # [B, 3, S, S]
             targets = [data["targets"][j] for j in batch.tolist()]

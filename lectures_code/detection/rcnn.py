@@ -55,6 +55,7 @@ from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule for both detectors
+from lectures_code.detection.training_cli import progress_bar
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
 CROP_SIZE = 32
@@ -277,7 +278,7 @@ def prepare_training_regions(
     """
     dataset = DigitCanvases(split, size=num_images, seed=seed)
     parts: dict[str, list] = {"crops": [], "labels": [], "box_targets": [], "regions": [], "image_index": []}
-    for index in _progress(range(num_images), progress, f"proposals + crops ({split})"):
+    for index in progress_bar(range(num_images), progress, f"proposals + crops ({split})"):
         image, target = dataset[index]
         proposals = proposals_for(image, split, index, seed, cache_dir=cache_dir)
         regions, labels, box_targets = build_targets(proposals, target["boxes"], target["labels"])
@@ -288,14 +289,6 @@ def prepare_training_regions(
         parts["regions"].append(regions)
         parts["image_index"].append(torch.full((len(labels),), index, dtype=torch.int64))
     return {key: torch.cat(value) for key, value in parts.items()}
-
-
-def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
 
 
 def train_rcnn(
@@ -368,7 +361,7 @@ def train_rcnn(
         torch.manual_seed(seed * 1000 + epoch)
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         batches = sample_minibatches(labels.cpu(), batch_size, positive_fraction, generator)
-        for batch in _progress(batches, progress, f"R-CNN epoch {epoch + 1}/{epochs}"):
+        for batch in progress_bar(batches, progress, f"R-CNN epoch {epoch + 1}/{epochs}"):
             batch = batch.to(device)
             images = crops[batch].float().div_(255)  # [B, 3, S, S]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -488,7 +481,7 @@ def evaluate_rcnn(
         raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
     dataset = DigitCanvases(split, size=num_test_images, seed=seed)
     detections, proposal_seconds, detect_seconds = [], 0.0, 0.0
-    for index in _progress(range(num_test_images), progress, f"evaluate ({split})"):
+    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
         image, _ = dataset[index]
         start = time.perf_counter()
         proposals = proposals_for(image, split, index, seed, cache_dir=cache_dir)

@@ -21,6 +21,15 @@ COCO_STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "A
                    "AR_medium", "AR_large"]
 
 
+def progress_bar(iterable, enabled: bool, desc: str, total: int | None = None):
+    """A tqdm bar around ``iterable`` when ``enabled`` (training, rendering, evaluation), else the iterable."""
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
+
+
 def detector_parser(description: str, key: str, *, num_train_images: int, epochs: int, lr: float, batch_size: int,
                     threads: int, record: str) -> argparse.ArgumentParser:
     """The common arguments; ``key`` names the resume checkpoint and the shipped file (``<key>_digits.pt``)."""
