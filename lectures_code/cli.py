@@ -11,6 +11,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# `lectures train/evaluate MODEL`: module in lectures_code.detection, shipped checkpoint, evaluation function.
+DETECTORS = {
+    "single-object": ("single_object", "single_object_digits", "evaluate_single_object"),
+    "rcnn": ("rcnn", "rcnn_digits", "evaluate_rcnn"),
+    "faster-rcnn": ("faster_rcnn", "faster_rcnn_digits", "evaluate_faster_rcnn"),
+    "fcos": ("fcos", "fcos_digits", "evaluate_fcos"),
+}
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -57,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--plot", type=Path, help="save the loss curve to this PNG file")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = sub.add_parser("train", help="train a detector on the digit canvases (its own options follow)",
+                           description="Runs `python -m lectures_code.detection.MODULE` with the remaining "
+                                       "arguments (e.g. --num-train-images 600 --epochs 5 --ship); "
+                                       "see `lectures train MODEL -h`.")
+    train.add_argument("model", choices=sorted(DETECTORS), metavar="MODEL", help="one of: " + ", ".join(DETECTORS))
+    train.add_argument("options", nargs=argparse.REMAINDER, help="passed to the model's training command")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a shipped detector on the test canvases (COCO AP)")
+    evaluate.add_argument("model", choices=sorted(DETECTORS), metavar="MODEL", help="one of: " + ", ".join(DETECTORS))
+    evaluate.add_argument("--num-test-images", type=_positive_int, default=200)
 
     site = sub.add_parser("site", help="build the notes site")
     site.add_argument("action", choices=["build"])
@@ -105,6 +124,24 @@ def _run_example(args) -> int:
     return 0
 
 
+def _evaluate_detector(args) -> int:
+    import importlib
+    import json
+
+    from lectures_code.checkpoints import load_pretrained
+
+    module_name, checkpoint, function = DETECTORS[args.model]
+    module = importlib.import_module(f"lectures_code.detection.{module_name}")
+    model = load_pretrained(checkpoint)  # hash-checked, weights_only=True
+    result = getattr(module, function)(model, args.num_test_images)
+    if "stats" in result:  # the multi-object detectors: the 12 COCO numbers as pycocotools prints them
+        from lectures_code.detection.coco_eval import format_stats
+
+        print(format_stats(result["stats"]))
+    print(json.dumps({k: v for k, v in result.items() if k != "stats"}, indent=2, default=str)[:2000])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
@@ -115,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run_example(args)
+    if args.command == "train":
+        import importlib
+
+        module = importlib.import_module(f"lectures_code.detection.{DETECTORS[args.model][0]}")
+        module.main(args.options)
+        return 0
+    if args.command == "evaluate":
+        return _evaluate_detector(args)
     if args.command == "site":
         cmd = [sys.executable, "-m", "mkdocs", "build"] + ([] if args.no_strict else ["--strict"])
         return subprocess.call(cmd, cwd=REPO_ROOT)
