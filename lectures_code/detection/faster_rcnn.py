@@ -37,25 +37,28 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases, to_coco
+from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.anchors import AnchorGenerator
 from lectures_code.detection.box_coding import decode_boxes, encode_boxes
 from lectures_code.detection.boxes import box_iou
-from lectures_code.detection.coco_eval import coco_evaluate
 from lectures_code.detection.matcher import match_boxes
 from lectures_code.detection.nms import batched_nms, nms
 from lectures_code.detection.roi_align import roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule as Lecture 13's detectors
-from lectures_code.detection.training_cli import progress_bar
+from lectures_code.detection.training_cli import (
+    digit_coco_ap,
+    load_training_state,
+    progress_bar,
+    save_training_state,
+)
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
@@ -436,18 +439,8 @@ def train_faster_rcnn(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     keys = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "total")
     history: dict = {key: [] for key in keys} | {"epoch_seconds": []}
-    first_epoch = 0
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("run") != run or state.get("config") != config:
-            raise ValueError(f"checkpoint {checkpoint_path} was made with other settings "
-                             f"({state.get('run')}); pass resume=False or another checkpoint_path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        first_epoch = state["epoch"]
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
 
     step = 0
     for epoch in range(first_epoch, epochs):
@@ -480,13 +473,7 @@ def train_faster_rcnn(
         history["epoch_seconds"].append(time.perf_counter() - epoch_start)
         if max_steps is not None and step >= max_steps:
             break
-        if checkpoint_path is not None:
-            Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(checkpoint_path) + ".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                        "history": history, "config": config, "run": run}, tmp)
-            os.replace(tmp, checkpoint_path)
+        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
 
     history.update(train_seconds=float(sum(history["epoch_seconds"])), device=str(device))
     return model.eval(), history
@@ -519,11 +506,8 @@ def evaluate_faster_rcnn(
             x1, y1, x2, y2 = box
             detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                                "score": score})
-    evaluation = coco_evaluate(to_coco(dataset), detections)
     return {
-        "stats": [float(s) for s in evaluation["stats"]],
-        "per_class_ap": {str(category_id - 1): {k: float(v) for k, v in ap.items()}
-                         for category_id, ap in evaluation["per_class_ap"].items()},
+        **digit_coco_ap(dataset, detections),
         "seconds_per_image": seconds / num_test_images,
         "images": num_test_images,
         "detections": len(detections),

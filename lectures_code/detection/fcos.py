@@ -29,19 +29,22 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases, to_coco
-from lectures_code.detection.coco_eval import coco_evaluate
+from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.fcos_targets import centerness_target, fcos_points, match_points_to_boxes
 from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.detection.nms import batched_nms
-from lectures_code.detection.training_cli import progress_bar
+from lectures_code.detection.training_cli import (
+    digit_coco_ap,
+    load_training_state,
+    progress_bar,
+    save_training_state,
+)
 
 STRIDES = (8, 16, 32)
 SCALE_RANGES = ((0, 32), (32, 64), (64, math.inf))  # max(l, t, r, b) in pixels, per level (see module doc)
@@ -383,18 +386,8 @@ def train_fcos(
     scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: dict = {"total": [], "cls": [], "box": [], "centerness": [], "epoch_seconds": []}
-    first_epoch = 0
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("run") != run or state.get("config") != model.config:
-            raise ValueError(f"checkpoint {checkpoint_path} was made with other settings "
-                             f"({state.get('run')}); pass resume=False or another checkpoint_path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        first_epoch = state["epoch"]
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    history, first_epoch = load_training_state(checkpoint_path, resume, run, model.config, device, parts, history)
 
     for epoch in range(first_epoch, epochs):
         epoch_start = time.perf_counter()
@@ -422,13 +415,7 @@ def train_fcos(
             if progress:
                 bar.set_postfix(loss=f"{history['total'][-1]:.3f}", refresh=False)
         history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        if checkpoint_path is not None:
-            Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(checkpoint_path) + ".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                        "history": history, "config": model.config, "run": run}, tmp)
-            os.replace(tmp, checkpoint_path)
+        save_training_state(checkpoint_path, parts, epoch + 1, history, model.config, run)
 
     history.update(render_seconds=render_seconds, train_seconds=float(sum(history["epoch_seconds"])),
                    device=str(device))
@@ -456,11 +443,8 @@ def evaluate_fcos(model: FCOS, num_test_images: int = 200, split: str = "test", 
             x1, y1, x2, y2 = box
             detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                                "score": score})
-    evaluation = coco_evaluate(to_coco(dataset), detections)
     return {
-        "stats": [float(s) for s in evaluation["stats"]],
-        "per_class_ap": {str(category_id - 1): {k: float(v) for k, v in ap.items()}
-                         for category_id, ap in evaluation["per_class_ap"].items()},
+        **digit_coco_ap(dataset, detections),
         "seconds_per_image": seconds / num_test_images,
         "images": num_test_images,
         "detections": len(detections),

@@ -48,14 +48,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases, to_coco
+from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.box_coding import decode_boxes, encode_boxes
-from lectures_code.detection.coco_eval import coco_evaluate
 from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule for both detectors
-from lectures_code.detection.training_cli import progress_bar
+from lectures_code.detection.training_cli import (
+    digit_coco_ap,
+    load_training_state,
+    progress_bar,
+    save_training_state,
+)
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
 CROP_SIZE = 32
@@ -341,18 +345,8 @@ def train_rcnn(
     scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: dict = {"total": [], "cls": [], "box": [], "epoch_seconds": []}
-    first_epoch = 0
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("run") != run or state.get("config") != config:
-            raise ValueError(f"checkpoint {checkpoint_path} was made with other settings "
-                             f"({state.get('run')}); pass resume=False or another checkpoint_path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        first_epoch = state["epoch"]
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
 
     for epoch in range(first_epoch, epochs):
         epoch_start = time.perf_counter()
@@ -376,13 +370,7 @@ def train_rcnn(
             for key, value in (("total", total), ("cls", cls_loss), ("box", box_loss)):
                 history[key].append(float(value.detach()))
         history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        if checkpoint_path is not None:
-            Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(checkpoint_path) + ".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                        "history": history, "config": config, "run": run}, tmp)
-            os.replace(tmp, checkpoint_path)
+        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
 
     history.update(prepare_seconds=prepare_seconds, train_seconds=float(sum(history["epoch_seconds"])),
                    num_regions=int(len(labels)), num_positives=int((labels > 0).sum()), device=str(device))
@@ -493,11 +481,8 @@ def evaluate_rcnn(
             x1, y1, x2, y2 = box
             detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                                "score": score})
-    evaluation = coco_evaluate(to_coco(dataset), detections)
     return {
-        "stats": [float(s) for s in evaluation["stats"]],
-        "per_class_ap": {str(category_id - 1): {k: float(v) for k, v in ap.items()}
-                         for category_id, ap in evaluation["per_class_ap"].items()},
+        **digit_coco_ap(dataset, detections),
         "seconds_per_image": {"proposals": proposal_seconds / num_test_images,
                               "detect": detect_seconds / num_test_images},
         "images": num_test_images,

@@ -30,6 +30,48 @@ def progress_bar(iterable, enabled: bool, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
 
 
+def load_training_state(checkpoint_path, resume: bool, run: dict, config: dict, device, parts: dict,
+                        history: dict) -> tuple[dict, int]:
+    """Resume from the per-epoch checkpoint if there is one: load ``parts`` (name -> object with
+    ``load_state_dict``: model, optimizer, scheduler, scaler) and return (history, first epoch to run).
+
+    A checkpoint written with other settings (``run``, ``config``) is refused rather than mixed in.
+    """
+    if checkpoint_path is None or not resume or not Path(checkpoint_path).is_file():
+        return history, 0
+    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    if state.get("run") != run or state.get("config") != config:
+        raise ValueError(f"checkpoint {checkpoint_path} was made with other settings "
+                         f"({state.get('run')}); pass resume=False or another checkpoint_path")
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return state["history"], state["epoch"]
+
+
+def save_training_state(checkpoint_path, parts: dict, epoch: int, history: dict, config: dict, run: dict) -> None:
+    """Write the per-epoch checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+    if checkpoint_path is None:
+        return
+    Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(checkpoint_path) + ".tmp")
+    state = {name: part.state_dict() for name, part in parts.items()}
+    torch.save(state | {"epoch": epoch, "history": history, "config": config, "run": run}, tmp)
+    os.replace(tmp, checkpoint_path)
+
+
+def digit_coco_ap(dataset, detections: list[dict]) -> dict:
+    """Our coco_evaluate on a DigitCanvases split: the 12 stats and AP per digit ("0".."9")."""
+    from lectures_code.data.digit_canvases import to_coco
+    from lectures_code.detection.coco_eval import coco_evaluate
+
+    evaluation = coco_evaluate(to_coco(dataset), detections)
+    return {
+        "stats": [float(s) for s in evaluation["stats"]],
+        "per_class_ap": {str(category_id - 1): {k: float(v) for k, v in ap.items()}
+                         for category_id, ap in evaluation["per_class_ap"].items()},
+    }
+
+
 def detector_parser(description: str, key: str, *, num_train_images: int, epochs: int, lr: float, batch_size: int,
                     threads: int, record: str) -> argparse.ArgumentParser:
     """The common arguments; ``key`` names the resume checkpoint and the shipped file (``<key>_digits.pt``)."""
