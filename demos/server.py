@@ -26,6 +26,7 @@ def _demo_builders():
         lecture13_boxes,
         lecture13_detector,
         lecture13_selective_search,
+        lecture14_detector,
         lecture14_roi,
     )
 
@@ -35,6 +36,7 @@ def _demo_builders():
         "lecture13-selective-search": lecture13_selective_search.build_demo,
         "lecture13-detector": lecture13_detector.build_demo,
         "lecture14-roi": lecture14_roi.build_demo,
+        "lecture14-detector": lecture14_detector.build_demo,
     }
 
 

@@ -15,7 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DETECTORS = {
     "single-object": ("single_object", "single_object_digits", "evaluate_single_object"),
     "rcnn": ("rcnn", "rcnn_digits", "evaluate_rcnn"),
+    "fast-rcnn": ("fast_rcnn", "fast_rcnn_digits", "evaluate_fast_rcnn"),
     "faster-rcnn": ("faster_rcnn", "faster_rcnn_digits", "evaluate_faster_rcnn"),
+    "faster-rcnn-fpn": ("faster_rcnn_fpn", "faster_rcnn_fpn_digits", "evaluate_faster_rcnn_fpn"),
+    "retinanet": ("retinanet", "retinanet_digits", "evaluate_retinanet"),
     "fcos": ("fcos", "fcos_digits", "evaluate_fcos"),
 }
 

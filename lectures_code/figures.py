@@ -33,6 +33,15 @@ def _lecture14(name: str) -> Callable[[], bytes]:
     return draw
 
 
+def _lecture14_detectors(name: str) -> Callable[[], bytes]:
+    def draw() -> bytes:
+        from lectures_code.detection import figures_detectors
+
+        return figures_detectors.FIGURES[name]()
+
+    return draw
+
+
 def _lecture13_transfer() -> bytes:
     from lectures_code.lecture13.transfer_learning import figure_transfer_learning
 
@@ -54,4 +63,12 @@ FIGURES: dict[str, Callable[[], bytes]] = {
     "lecture13-transfer-learning.svg": _lecture13_transfer,
     "lecture14-roi-pool-vs-align.png": _lecture14("lecture14-roi-pool-vs-align.png"),
     "lecture14-feature-projection.svg": _lecture14("lecture14-feature-projection.svg"),
+    **{name: _lecture14_detectors(name) for name in [
+        "lecture14-anchors.png",
+        "lecture14-rpn-proposals.png",
+        "lecture14-fpn-levels.png",
+        "lecture14-detections.png",
+        "lecture14-speed-accuracy.svg",
+        "lecture14-proposal-scaling.svg",
+    ]},
 }

@@ -7,13 +7,14 @@ what makes loading a downloaded file safe. ``SHA256SUMS`` (``sha256sum`` format:
 pins every file; :func:`load_checkpoint` refuses a file whose hash differs (corrupted, truncated,
 or replaced), so a stale or tampered checkpoint fails loudly instead of giving wrong answers.
 
-Shipped: ``rcnn_digits`` (:class:`lectures_code.detection.rcnn.RCNN`) and ``single_object_digits``
-(:class:`lectures_code.detection.single_object.SingleObjectDetector`), both trained on DigitCanvases.
+``MODELS`` names every detector that can be shipped here (all trained on DigitCanvases) and the class that
+loads it; :func:`shipped_names` says which of them are present.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from pathlib import Path
 
@@ -21,7 +22,17 @@ import torch
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent
 SUMS_FILE = "SHA256SUMS"
-SHIPPED = ("rcnn_digits", "single_object_digits", "fcos_digits", "faster_rcnn_digits")
+# checkpoint name -> (module in lectures_code.detection, model class); its metadata["config"] builds the model
+MODELS = {
+    "single_object_digits": ("single_object", "SingleObjectDetector"),
+    "rcnn_digits": ("rcnn", "RCNN"),
+    "fast_rcnn_digits": ("fast_rcnn", "FastRCNN"),
+    "faster_rcnn_digits": ("faster_rcnn", "FasterRCNN"),
+    "faster_rcnn_fpn_digits": ("faster_rcnn_fpn", "FasterRCNNFPN"),
+    "fcos_digits": ("fcos", "FCOS"),
+    "retinanet_digits": ("retinanet", "RetinaNet"),
+}
+SHIPPED = tuple(MODELS)
 
 
 class CheckpointError(RuntimeError):
@@ -79,7 +90,7 @@ def load_checkpoint(name: str, directory: str | os.PathLike = CHECKPOINT_DIR) ->
     path = directory / file_name
     if not path.is_file():
         raise FileNotFoundError(
-            f"checkpoint {path} not found; the shipped ones are {', '.join(SHIPPED)} in {CHECKPOINT_DIR} "
+            f"checkpoint {path} not found; the known ones are {', '.join(MODELS)} in {CHECKPOINT_DIR} "
             "(re-create them with `python -m lectures_code.detection.rcnn --ship` and "
             "`python -m lectures_code.detection.single_object --ship`)"
         )
@@ -99,27 +110,19 @@ def load_checkpoint(name: str, directory: str | os.PathLike = CHECKPOINT_DIR) ->
 
 
 def load_pretrained(name: str, directory: str | os.PathLike = CHECKPOINT_DIR, device: str | torch.device = "cpu"):
-    """The shipped model ``name`` ("rcnn_digits" or "single_object_digits"), hash-checked, in eval mode."""
-    if name not in SHIPPED:
-        raise ValueError(f"unknown checkpoint {name!r}; shipped: {', '.join(SHIPPED)}")
+    """The shipped model ``name`` (a key of ``MODELS``, e.g. "faster_rcnn_digits"), hash-checked, in eval mode."""
+    if name not in MODELS:
+        raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(MODELS)}")
     state_dict, metadata = load_checkpoint(name, directory)
-    config = metadata.get("config", {})
-    if name == "rcnn_digits":
-        from lectures_code.detection.rcnn import RCNN
-
-        model = RCNN(**config)
-    elif name == "faster_rcnn_digits":
-        from lectures_code.detection.faster_rcnn import FasterRCNN
-
-        model = FasterRCNN(**config)
-    elif name == "fcos_digits":
-        from lectures_code.detection.fcos import FCOS
-
-        model = FCOS(**config)
-    else:
-        from lectures_code.detection.single_object import SingleObjectDetector
-
-        model = SingleObjectDetector(**config)
+    module_name, class_name = MODELS[name]
+    module = importlib.import_module(f"lectures_code.detection.{module_name}")
+    model = getattr(module, class_name)(**metadata.get("config", {}))
     model.load_state_dict(state_dict)
     model.metadata = metadata
     return model.to(device).eval()
+
+
+def shipped_names(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[str]:
+    """The names of ``MODELS`` whose file is present and listed in SHA256SUMS (in ``MODELS`` order)."""
+    sums = read_sums(directory)
+    return [name for name in MODELS if f"{name}.pt" in sums and (Path(directory) / f"{name}.pt").is_file()]

@@ -25,6 +25,16 @@ def test_every_detector_has_a_training_module():
         assert callable(module.main) and callable(getattr(module, function))
 
 
+@pytest.mark.parametrize("model", sorted(DETECTORS))
+def test_every_shipped_detector_evaluates(model, capsys):
+    from lectures_code import checkpoints
+
+    checkpoint = DETECTORS[model][1]
+    assert checkpoint in checkpoints.shipped_names(), f"{checkpoint} is not shipped"
+    assert main(["evaluate", model, "--num-test-images", "2"]) == 0
+    assert '"images": 2' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [
     ["train", "yolo"],
     ["evaluate", "yolo"],

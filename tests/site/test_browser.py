@@ -202,3 +202,24 @@ def test_lecture14_roi_demo(page, server):
     _set_number(frame.locator("#roi-x2 input[type=number]"), "10")   # x2 < x1: a message, not a crash
     info.get_by_text("输入有误").first.wait_for(timeout=30_000)
     _shot(page, "lecture14-roi-demo")
+
+
+def test_lecture14_figures_and_detector_demo(page, server):
+    page.goto(server + "/lectures/lecture-14/", wait_until="networkidle")
+    for name in ["lecture14-anchors.png", "lecture14-rpn-proposals.png", "lecture14-fpn-levels.png",
+                 "lecture14-detections.png", "lecture14-speed-accuracy.svg", "lecture14-proposal-scaling.svg"]:
+        image = page.locator(f"img[src$='{name}']")
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle(),
+                               timeout=20_000)
+    box, frame = _demo_frame(page, server, "lecture14-detector", lecture=14)
+    frame.locator("#det14-run").click()
+    info = frame.locator("#det14-info")
+    info.get_by_text("检测到").first.wait_for(timeout=90_000)
+    text = info.inner_text()
+    assert "输入有误" not in text and int(re.search(r"检测到\s*(\d+)", text).group(1)) >= 1
+    frame.locator("#det14-plot img, #det14-plot canvas, #det14-plot svg").first.wait_for(timeout=30_000)
+    _shot(page, "lecture14-detector-demo")
+    frame.locator("#det14-source").get_by_text("手绘").click()  # an empty sketch: a message, not a crash
+    frame.locator("#det14-run").click()
+    info.get_by_text("输入有误").first.wait_for(timeout=30_000)

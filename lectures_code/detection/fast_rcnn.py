@@ -1,0 +1,449 @@
+"""Fast R-CNN from scratch on DigitCanvases (Girshick, ICCV 2015), Lecture 14.
+
+Boxes are xyxy in image pixels (x2/y2 exclusive, the DigitCanvases convention; no "+1" anywhere).
+Inside the detector class 0 is background and 1..10 are the digits 0..9; everything returned to a
+user (the detections of :class:`FastRCNN` in eval mode) uses the digit 0..9 again.
+
+R-CNN (Lecture 13) warps every proposal and runs a CNN on each of them: ~100 CNN passes per canvas.
+Fast R-CNN runs the CNN ONCE per image and cuts the regions out of its feature map:
+
+1. Region proposals: Lecture 13's Selective Search ("fast" strategy, at most 400 per canvas, ~100
+   here), computed outside the network and cached on disk (:func:`lectures_code.detection.rcnn.proposals_for`).
+   They are clipped to the image and boxes under 2 px (R-CNN's rule) are dropped.
+2. Backbone: the same small CNN as our Faster R-CNN (``small_backbone``), stride 8, so a 128x128
+   canvas gives a 16x16 feature map with 128 channels, computed once per image.
+3. RoI pooling: each proposal is projected onto the feature map (``spatial_scale = 1 / 8``) and
+   pooled to a fixed 7x7 grid. We use our ``roi_align`` (sampling ratio 2, aligned=False, as
+   torchvision's Faster R-CNN) by default, not the paper's RoI max pool: at stride 8 a 20-px digit
+   covers only 2.5 feature cells, and RoI Pool rounds the box edges to whole cells (up to 4 px, 20%
+   of such a box), which costs localisation accuracy; RoI Align samples the exact box. The same
+   pooling as our Faster R-CNN also means the two detectors differ only in where the proposals come
+   from. ``roi_op="roi_pool"`` gives the paper's RoI max pool (our ``roi_pool``).
+4. Per-region head (``BoxHead``, shared with Faster R-CNN): two fully connected layers, 11 class
+   logits (background + 10 digits) and class-specific deltas (10 x 4, weights (10, 10, 5, 5)).
+5. Training targets (``box_head_targets``, shared with Faster R-CNN): the ground-truth boxes are
+   appended to the proposals, matcher at IoU 0.5 / 0.5 without low-quality matches, 128 regions
+   per image with at most 25% positives. (The paper samples 64 regions from each of 2 images and
+   takes background only from IoU [0.1, 0.5); here every IoU < 0.5 is background, as torchvision.)
+6. Loss (:func:`fast_rcnn_losses`): the paper's multi-task loss, cross-entropy over all sampled
+   regions + smooth-L1 (beta 1/9) of the positives' deltas for their own class, summed and divided
+   by the number of sampled regions (torchvision's convention; the paper's lambda = 1).
+7. Inference (``faster_rcnn_inference``, shared): softmax, one box per class, clip, score >= 0.05,
+   per-class NMS at 0.5, top 100 per image.
+
+Training (:func:`train_fast_rcnn`) is deterministic for a seed, uses automatic mixed precision only
+on CUDA, shows tqdm bars and saves a resumable checkpoint after every epoch. At test time (one CPU
+thread, batch 1) the network takes ~20 ms per canvas and Selective Search ~60 ms: region proposals
+dominate Fast R-CNN's test time, which is what Faster R-CNN's learned proposals fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
+from lectures_code.detection.faster_rcnn import (
+    BOX_WEIGHTS,
+    SMOOTH_L1_BETA,
+    STRIDE,
+    BoxHead,
+    box_head_targets,
+    faster_rcnn_inference,
+    render_canvases,
+    small_backbone,
+)
+from lectures_code.detection.rcnn import MAX_PROPOSALS, STRATEGY, proposals_for
+from lectures_code.detection.roi_align import roi_align
+from lectures_code.detection.roi_pool import roi_pool
+from lectures_code.detection.single_object import warmup_cosine  # the same schedule as the other detectors
+from lectures_code.detection.training_cli import (
+    digit_coco_ap,
+    load_training_state,
+    progress_bar,
+    save_training_state,
+)
+
+POOLED_SIZE = 7
+SAMPLING_RATIO = 2
+MIN_PROPOSAL_SIZE = 2.0  # px: a 1-pixel sliver says nothing about a digit (R-CNN's rule)
+ROI_OPS = ("roi_align", "roi_pool")
+LOSS_NAMES = ("loss_classifier", "loss_box_reg")
+
+
+# --8<-- [start:fast_rcnn_losses]
+def fast_rcnn_losses(
+    class_logits: torch.Tensor, box_deltas: torch.Tensor, labels: torch.Tensor, box_targets: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Fast R-CNN's multi-task loss over the sampled regions of a batch.
+
+    Args:
+        class_logits: [R, 1 + C] (column 0 = background); box_deltas: [R, C, 4];
+        labels: int64 [R], 0 = background, c + 1 = digit c; box_targets: [R, 4] (weights 10, 10, 5, 5).
+
+    Returns:
+        {"loss_classifier", "loss_box_reg"}: scalar tensors (the box-head half of ``faster_rcnn_losses``).
+    """
+    if class_logits.ndim != 2 or box_deltas.shape != (len(class_logits), class_logits.shape[1] - 1, 4) \
+            or labels.shape != (len(class_logits),) or box_targets.shape != (len(class_logits), 4):
+        raise ValueError(f"need class_logits [R, 1 + C], box_deltas [R, C, 4], labels [R], box_targets [R, 4], got "
+                         f"{tuple(class_logits.shape)}, {tuple(box_deltas.shape)}, {tuple(labels.shape)}, "
+                         f"{tuple(box_targets.shape)}")
+    loss_classifier = F.cross_entropy(class_logits, labels)
+    positive = torch.where(labels > 0)[0]  # [P]
+    # Class-specific regression: only the 4 outputs of the region's true class are trained; the
+    # background has no box ([u >= 1] in the paper's loss).
+    deltas = box_deltas[positive, labels[positive] - 1]  # [P, 4]
+    loss_box = F.smooth_l1_loss(deltas, box_targets[positive], beta=SMOOTH_L1_BETA,
+                                reduction="sum") / max(1, labels.numel())
+    return {"loss_classifier": loss_classifier, "loss_box_reg": loss_box}
+# --8<-- [end:fast_rcnn_losses]
+
+
+def usable_proposals(proposals: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Clip float [P, 4] xyxy proposals to the image (H, W) and drop those under 2 px: float32 [P', 4]."""
+    height, width = image_size
+    boxes = proposals.float().clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= MIN_PROPOSAL_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_PROPOSAL_SIZE)
+    return boxes[keep]
+
+
+class FastRCNN(nn.Module):
+    """Fast R-CNN: one backbone pass per image, RoI pooling of external proposals, per-region head.
+
+    ``forward(images, proposals, targets)`` in train mode returns {"loss_classifier", "loss_box_reg"};
+    ``forward(images, proposals)`` in eval mode returns one dict per image {"boxes" float32 [D, 4] xyxy,
+    "scores" float32 [D] (descending), "labels" int64 [D] digits 0..9}.
+
+    Args:
+        images: float [B, 3, H, W] in [0, 1] (H, W multiples of 8).
+        proposals: list of B float tensors [P_i, 4] xyxy in pixels (e.g. Selective Search); in eval mode
+            None runs Selective Search on each image (not cached).
+        targets: list of B dicts with "boxes" float [G, 4] xyxy and "labels" int64 [G] digits 0..9.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        channels: int = 128,
+        roi_op: str = "roi_align",
+        box_batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.5,
+        max_detections: int = 100,
+    ):
+        super().__init__()
+        if roi_op not in ROI_OPS:
+            raise ValueError(f"roi_op must be one of {ROI_OPS}, got {roi_op!r}")
+        self.num_classes = num_classes
+        self.channels = channels
+        self.roi_op = roi_op
+        self.backbone = small_backbone(channels)
+        self.box_head = BoxHead(channels, num_classes, POOLED_SIZE)
+        self.box_batch_size_per_image = box_batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_detections = max_detections
+
+    def _check(self, images: torch.Tensor, proposals, targets: list[dict] | None) -> None:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a float [B, 3, H, W] tensor, "
+                             f"got {getattr(images, 'shape', type(images))}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be floating point in [0, 1], got {images.dtype}")
+        if images.shape[2] % STRIDE or images.shape[3] % STRIDE:
+            raise ValueError(f"image height and width must be multiples of {STRIDE}, got {tuple(images.shape[2:])}")
+        if proposals is None and self.training:
+            raise ValueError("in train mode, forward needs the proposals of every image")
+        if proposals is not None:
+            if not isinstance(proposals, (list, tuple)) or len(proposals) != len(images):
+                raise ValueError(f"proposals must be a list of {len(images)} tensors [P, 4], one per image")
+            for boxes in proposals:
+                if not isinstance(boxes, torch.Tensor) or boxes.ndim != 2 or boxes.shape[1] != 4:
+                    raise ValueError(f"each image's proposals must be a [P, 4] xyxy tensor, "
+                                     f"got {getattr(boxes, 'shape', type(boxes))}")
+                if not boxes.is_floating_point():
+                    raise TypeError(f"proposals must be floating point, got {boxes.dtype}")
+        if self.training:
+            if targets is None or len(targets) != len(images):
+                raise ValueError("in train mode, forward needs one target dict per image")
+            for target in targets:
+                boxes, labels = target["boxes"], target["labels"]
+                if boxes.ndim != 2 or boxes.shape[1] != 4 or labels.shape != (boxes.shape[0],):
+                    raise ValueError(f"target boxes must be [G, 4] and labels [G], got {tuple(boxes.shape)}, "
+                                     f"{tuple(labels.shape)}")
+
+    def roi_features(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Features [B, C, h, w] and B lists of xyxy pixel boxes [P_i, 4] -> float32 [sum P_i, C, 7, 7]."""
+        features = features.float()  # the pooled features and the head run in float32, also under autocast
+        boxes = [b.to(features) for b in boxes]
+        if self.roi_op == "roi_pool":
+            return roi_pool(features, boxes, POOLED_SIZE, 1 / STRIDE)
+        return roi_align(features, boxes, POOLED_SIZE, 1 / STRIDE, SAMPLING_RATIO)
+
+    # --8<-- [start:fast_rcnn_forward]
+    def forward(self, images: torch.Tensor, proposals: list[torch.Tensor] | None = None,
+                targets: list[dict] | None = None):
+        self._check(images, proposals, targets)
+        image_size = tuple(images.shape[-2:])
+        if proposals is None:  # eval only: Selective Search now, on the CPU (the slow part at test time)
+            proposals = [proposals_for(image) for image in images]
+        proposals = [usable_proposals(boxes.to(images.device), image_size) for boxes in proposals]
+        # The whole point of Fast R-CNN: ONE backbone pass per image, shared by all its regions.
+        features = self.backbone(images - 0.5)  # [B, C, H / 8, W / 8]
+
+        if not self.training:
+            class_logits, box_deltas = self.box_head(self.roi_features(features, proposals))  # [sum P, 11], [., 10, 4]
+            detections, first = [], 0
+            for boxes in proposals:
+                last = first + len(boxes)
+                detections.append(faster_rcnn_inference(
+                    class_logits[first:last], box_deltas[first:last], boxes, image_size, self.score_threshold,
+                    self.nms_threshold, self.max_detections))
+                first = last
+            return detections
+
+        sampled, labels, box_targets = [], [], []
+        for boxes, target in zip(proposals, targets):
+            gt_boxes = target["boxes"].to(device=images.device, dtype=torch.float32)
+            image_boxes, image_labels, image_targets = box_head_targets(
+                boxes, gt_boxes, target["labels"].to(images.device), self.box_batch_size_per_image,
+                self.positive_fraction)  # [S, 4], [S], [S, 4]
+            sampled.append(image_boxes)
+            labels.append(image_labels)
+            box_targets.append(image_targets)
+        class_logits, box_deltas = self.box_head(self.roi_features(features, sampled))  # [R, 11], [R, 10, 4]
+        return fast_rcnn_losses(class_logits.float(), box_deltas.float(), torch.cat(labels), torch.cat(box_targets))
+    # --8<-- [end:fast_rcnn_forward]
+
+    def config(self) -> dict:
+        """Constructor arguments as plain types (what the shipped checkpoint's metadata stores)."""
+        return {"num_classes": self.num_classes, "channels": self.channels, "roi_op": self.roi_op,
+                "box_batch_size_per_image": self.box_batch_size_per_image,
+                "positive_fraction": self.positive_fraction, "score_threshold": self.score_threshold,
+                "nms_threshold": self.nms_threshold, "max_detections": self.max_detections}
+
+
+def canvas_proposals(images: torch.Tensor, split: str, seed: int = 0, cache_dir: str | os.PathLike | None = None,
+                     progress: bool = False) -> list[torch.Tensor]:
+    """Selective-search proposals (float32 [P_i, 4] xyxy, CPU) of uint8 canvases [N, 3, H, W], cached on disk
+    under (split, index, seed) by ``proposals_for``."""
+    return [proposals_for(images[index].float() / 255, split, index, seed, cache_dir=cache_dir)
+            for index in progress_bar(range(len(images)), progress, f"proposals ({split})")]
+
+
+def train_fast_rcnn(
+    num_train_images: int = 3000,
+    epochs: int = 6,
+    lr: float = 2e-3,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    checkpoint_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    max_steps: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    roi_op: str = "roi_align",
+) -> tuple[FastRCNN, dict]:
+    """Train a :class:`FastRCNN` on the first ``num_train_images`` training canvases and their proposals.
+
+    The Selective Search proposals are computed first (or read from the cache) and kept in memory.
+    AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient-norm clipping at 10. Each
+    epoch shuffles with a generator seeded by (seed, epoch) and reseeds torch's global generator (the
+    region sampler's randomness), so a run is deterministic and a resumed run repeats an uninterrupted
+    one. With ``checkpoint_path`` {"model", "optimizer", "scheduler", "scaler", "epoch", "history",
+    "config", "run"} is saved after every epoch. ``max_steps`` stops early (for tests).
+
+    Returns:
+        (model in eval mode, history): history has per-step lists of the two losses and "total",
+        "epoch_seconds", "train_seconds", "proposal_seconds" (cache reads plus Selective Search for the
+        uncached images), "proposals_per_image", "device".
+    """
+    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    device = torch.device(device)
+    use_amp = device.type == "cuda"
+    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+
+    images, targets = render_canvases(num_train_images, "train", seed, progress)
+    start = time.perf_counter()
+    proposals = canvas_proposals(images, "train", seed, cache_dir, progress)
+    proposal_seconds = time.perf_counter() - start
+
+    torch.manual_seed(seed)
+    model = FastRCNN(roi_op=roi_op).to(device)
+    config = model.config()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(num_train_images / batch_size)
+    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: dict = {key: [] for key in (*LOSS_NAMES, "total")} | {"epoch_seconds": []}
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
+
+    step = 0
+    for epoch in range(first_epoch, epochs):
+        epoch_start = time.perf_counter()
+        model.train()
+        torch.manual_seed(seed * 1000 + epoch)  # the region sampler uses torch's global generator
+        order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        bar = progress_bar(order.split(batch_size), progress, f"Fast R-CNN epoch {epoch + 1}/{epochs}")
+        for batch in bar:
+            # --8<-- [start:fast_rcnn_train_step]
+            batch_images = images[batch].to(device).float().div_(255)  # [B, 3, H, W]
+            batch_proposals = [proposals[i].to(device) for i in batch.tolist()]  # B x [P_i, 4]
+            batch_targets = [{k: v.to(device) for k, v in targets[i].items()} for i in batch.tolist()]
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                losses = model(batch_images, batch_proposals, batch_targets)
+            total = losses["loss_classifier"] + losses["loss_box_reg"]
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()  # one backward through the head AND the shared backbone
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            # --8<-- [end:fast_rcnn_train_step]
+            for key, value in (losses | {"total": total}).items():
+                history[key].append(float(value.detach()))
+            if progress:
+                bar.set_postfix(loss=f"{np.mean(history['total'][-20:]):.3f}")
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                break
+        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
+        if max_steps is not None and step >= max_steps:
+            break
+        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
+
+    history.update(train_seconds=float(sum(history["epoch_seconds"])), proposal_seconds=proposal_seconds,
+                   proposals_per_image=float(np.mean([len(p) for p in proposals])), device=str(device))
+    return model.eval(), history
+
+
+@torch.no_grad()
+def evaluate_fast_rcnn(
+    model: FastRCNN,
+    num_test_images: int = 200,
+    split: str = "test",
+    seed: int = 0,
+    cached_proposals: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """COCO box AP (our ``coco_evaluate``) on the first ``num_test_images`` canvases of ``split``.
+
+    Images go through the model one at a time (batch 1). With ``cached_proposals`` the proposals are
+    read from (or written to) the disk cache; without, Selective Search runs for every image, as it
+    would on a new image. Returns {"stats": the 12 COCO numbers, "per_class_ap": {digit: {"AP", "AP50"}},
+    "seconds_per_image": proposals + network, "seconds_per_image_proposals": getting the proposals,
+    "seconds_per_image_without_proposals": backbone + RoI pooling + head + NMS, "images", "detections"}.
+    """
+    if not isinstance(num_test_images, int) or num_test_images < 1:
+        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
+    model.eval()
+    device = next(model.parameters()).device
+    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
+    detections, proposal_seconds, network_seconds = [], 0.0, 0.0
+    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
+        image, _ = dataset[index]
+        start = time.perf_counter()
+        proposals = proposals_for(image, split, index, seed, cache_dir=cache_dir) if cached_proposals \
+            else proposals_for(image)
+        middle = time.perf_counter()
+        result = model(image[None].to(device), [proposals.to(device)])[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        network_seconds += time.perf_counter() - middle
+        proposal_seconds += middle - start
+        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                               "score": score})
+    return {
+        **digit_coco_ap(dataset, detections),
+        "seconds_per_image": (proposal_seconds + network_seconds) / num_test_images,
+        "seconds_per_image_proposals": proposal_seconds / num_test_images,
+        "seconds_per_image_without_proposals": network_seconds / num_test_images,
+        "images": num_test_images,
+        "detections": len(detections),
+    }
+
+
+def load_pretrained(name: str = "fast_rcnn_digits", directory: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu") -> FastRCNN:
+    """The shipped, SHA-256-checked Fast R-CNN (see :mod:`lectures_code.checkpoints`), in eval mode."""
+    from lectures_code import checkpoints
+
+    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train, evaluate and (with --ship) save the shipped Fast R-CNN.
+
+    ``python -m lectures_code.detection.fast_rcnn --num-train-images N --epochs E --ship``
+    """
+    from lectures_code.detection import training_cli
+
+    parser = training_cli.detector_parser(main.__doc__, "fast_rcnn", num_train_images=3000, epochs=6, lr=2e-3,
+                                          batch_size=8, threads=2, record="docs/data/lecture14_detectors.json")
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    model, history = train_fast_rcnn(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device,
+                                     args.seed, args.checkpoint_path, progress=True, resume=not args.no_resume)
+    model = model.cpu()  # test latency is measured on the CPU, batch 1
+    # Every test image gets fresh Selective Search: the latency a new image would see.
+    evaluation = evaluate_fast_rcnn(model, args.num_test_images, cached_proposals=False, progress=True)
+    subset = evaluate_fast_rcnn(model, 40, progress=False)  # the subset tests/detection/test_fast_rcnn.py checks
+    record = {
+        "model": "FastRCNN",
+        **training_cli.run_info("lectures_code.detection.fast_rcnn", args, argv),
+        "epochs": args.epochs,
+        "steps": len(history["total"]),
+        "train_seconds": round(history["train_seconds"], 1),
+        "proposal_seconds": {
+            "train_total (cache reads + selective search of the uncached)": round(history["proposal_seconds"], 1),
+            "per_image_selective_search (uncached, test)": round(evaluation["seconds_per_image_proposals"], 4),
+            "per_image_cache_read (test)": round(subset["seconds_per_image_proposals"], 4),
+        },
+        "proposals_per_train_image": round(history["proposals_per_image"], 1),
+        "final_loss": {k: round(float(np.mean(v[-50:])), 4) for k, v in history.items()
+                       if k.startswith("loss") or k == "total"},
+        "test_images": args.num_test_images,
+        "test": training_cli.named_stats(evaluation["stats"]),
+        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
+        "test_first_40": training_cli.named_stats(subset["stats"]),
+        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
+        "seconds_per_test_image_without_proposals": round(evaluation["seconds_per_image_without_proposals"], 4),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "settings": model.config() | {"stride": STRIDE, "box_weights": list(BOX_WEIGHTS), "box_match": [0.5, 0.5],
+                                      "roi": f"{model.roi_op} {POOLED_SIZE}x{POOLED_SIZE}"
+                                             + (f", sr {SAMPLING_RATIO}" if model.roi_op == "roi_align" else ""),
+                                      "proposals": f"selective search {STRATEGY}, max {MAX_PROPOSALS}",
+                                      "batch_size": args.batch_size, "lr": args.lr},
+    }
+    if args.ship:
+        training_cli.ship("fast_rcnn", model, model.config(), args, record)
+    print(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()
