@@ -13,7 +13,16 @@
     roi_pool.py, roi_align.py   Lecture 14's RoI feature cropping (roi_teaching.py: the loop versions)
     anchors.py, matcher.py, sampler.py, rpn_targets.py   Faster R-CNN's RPN building blocks
     losses.py, fcos_targets.py  focal loss, GIoU losses, FCOS target assignment
-    visualize.py, figures.py    drawing boxes; the figures of the notes
+    fast_rcnn.py        Fast R-CNN: Selective Search proposals + one backbone pass + RoI Align head
+    faster_rcnn.py      Faster R-CNN: RPN + RoI Align head, four losses
+    faster_rcnn_fpn.py  Faster R-CNN on a feature pyramid (per-level proposals, multi-scale RoI Align)
+    retinanet.py        RetinaNet: anchors + FPN + focal loss (single stage)
+    fcos.py             FCOS: anchor-free, (l, t, r, b) + centerness (single stage)
+    training_cli.py     what the detectors' training commands share (arguments, records, checkpoints)
+    visualize.py, figures*.py   drawing boxes; the figures of the notes
+
+The detectors are imported from their own modules (``from lectures_code.detection.fcos import FCOS``);
+their shipped weights load with ``lectures_code.checkpoints.load_pretrained("fcos_digits")``.
 """
 
 from lectures_code.detection.anchors import AnchorGenerator, base_anchors, grid_anchors
