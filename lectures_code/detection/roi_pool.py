@@ -26,7 +26,7 @@ here a NaN cell may win.
 
 Vectorized: every bin of a box fits in a window of ``win_h x win_w`` cells (its largest bin).
 The flat indices of the window cells, bin after bin (cells outside the bin replaced by a padding
-row), go to one ``F.embedding_bag(mode="max")`` call, which takes the per-channel max of each bin
+row), go to one ``embedding_bag(mode="max")`` call, which takes the per-channel max of each bin
 without materializing the gathered [cells, C] values. Boxes are grouped by window size to build
 the index lists (one Python iteration per distinct size, never per box or bin).
 """
@@ -37,7 +37,6 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 FLT_MAX = torch.finfo(torch.float32).max
@@ -136,6 +135,37 @@ def round_half_away_from_zero(x: Tensor) -> Tensor:
     return whole + away.long() * x.sign().long()
 
 
+class BinMax(torch.autograd.Function):
+    """Per-channel max of each bin's cells (``embedding_bag(mode="max")``), with a one-scatter backward.
+
+    Forward: ``cells`` [M, C], ``indices`` [S] (the bins' cell lists, back to back, ``padding`` = skip),
+    ``offsets`` [B] (where each bin's list starts) -> [B, C]; an empty bin gives 0. The backward sends
+    each bin's gradient to the cell that won it (``embedding_bag``'s argmax: the first maximum), in one
+    ``scatter_add_`` over all bins and channels; autograd's own ``embedding_bag`` backward loops over bins.
+    """
+
+    @staticmethod
+    def forward(ctx, cells: Tensor, indices: Tensor, offsets: Tensor, padding: int) -> Tensor:
+        out, _, _, argmax = torch.ops.aten._embedding_bag(
+            cells, indices, offsets, False, 2, False, None, False, padding)  # mode 2 = max
+        if ctx.needs_input_grad[0]:
+            # An empty bin (only padding) reports argmax 0 on the CPU, -1 on CUDA; send its gradient to the
+            # padding row instead, which is dropped.
+            lengths = torch.diff(offsets, append=offsets.new_tensor([indices.numel()]))  # [B]
+            bin_of_index = torch.repeat_interleave(torch.arange(len(offsets), device=offsets.device), lengths)  # [S]
+            real_cells = torch.zeros_like(offsets).index_add_(0, bin_of_index, (indices != padding).long())  # [B]
+            argmax[real_cells == 0] = padding
+            ctx.save_for_backward(argmax)
+            ctx.num_cells = cells.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (argmax,) = ctx.saved_tensors  # [B, C]: the cell that won bin b in channel c
+        grad_cells = grad_out.new_zeros(ctx.num_cells, grad_out.shape[1])  # [M, C]
+        return grad_cells.scatter_add_(0, argmax, grad_out), None, None, None
+
+
 def roi_pool(
     input: Tensor,
     boxes: Tensor | Sequence[Tensor],
@@ -210,7 +240,7 @@ def roi_pool(
     # Its backward sends the gradient to that cell, like torchvision's argmax. An empty bin
     # (all padding) outputs 0.
     offsets = torch.cumsum(bag_size, 0) - bag_size  # where each bin's list starts
-    out = F.embedding_bag(torch.cat(cell_parts), cells, offsets, mode="max", padding_idx=padding)
+    out = BinMax.apply(cells, torch.cat(cell_parts), offsets, padding)
     out = out.view(k, out_h, out_w, c)  # boxes in group order
     if len(box_parts) > 1:
         out = out[torch.argsort(torch.cat(box_parts))]  # back to the order of the boxes

@@ -79,12 +79,13 @@ def test_notebook_is_downloadable(built_site):
 
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
-SNIPPET = re.compile(r'^--8<-- "lectures_code/[\w/]+\.py:[\w-]+"$')
+SNIPPET = re.compile(r'^--8<-- "(lectures_code|benchmarks)/[\w/]+\.py:[\w-]+"$')
 
 
 @pytest.mark.parametrize("page", LECTURE_PAGES, ids=lambda p: p.stem)
 def test_python_code_on_lecture_pages_is_included_from_lectures_code(page):
-    """A python block on a lecture page is exactly one snippet include of lectures_code, never pasted."""
+    """A python block on a lecture page is exactly one snippet include of lectures_code (or of a benchmark
+    script that runs it), never pasted."""
     for m in FENCE.finditer(page.read_text(encoding="utf-8")):
         if m.group("lang") in ("mermaid", "bash", "text", "console"):
             continue
