@@ -228,30 +228,36 @@ def run_fcos(model, image: torch.Tensor, score_threshold: float, nms_threshold: 
 class Detector:
     """One row of the detector table: where the model lives and how the demo runs it."""
 
-    module: str  # lectures_code.detection.<module>
-    model_class: str  # its nn.Module, built from the checkpoint's metadata["config"]
-    checkpoint: str  # lectures_code/checkpoints/<checkpoint>.pt
+    checkpoint: str  # lectures_code/checkpoints/<checkpoint>.pt (checkpoints.MODELS names its module and class)
     run: object  # (model, image, score, nms, max_detections, want_levels, test_index) -> Run
     proposals: str  # "RPN", "Selective Search" (two-stage: proposals to show) or "" (single-stage)
     cells: str  # "anchors", "points" (what "show anchors / points" draws) or ""
     summary: str  # one line for the Markdown message
 
+    @property
+    def module(self) -> str:  # lectures_code.detection.<module>
+        return checkpoints.MODELS[self.checkpoint][0]
+
+    @property
+    def model_class(self) -> str:  # its nn.Module, built from the checkpoint's metadata["config"]
+        return checkpoints.MODELS[self.checkpoint][1]
+
 
 DETECTORS = {
     "Faster R-CNN": Detector(
-        "faster_rcnn", "FasterRCNN", "faster_rcnn_digits", run_faster_rcnn, "RPN", "anchors",
+        "faster_rcnn_digits", run_faster_rcnn, "RPN", "anchors",
         "RPN（stride 8 上每格 15 个锚框 → 前 100 个候选框）→ RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
     "Faster R-CNN + FPN": Detector(
-        "faster_rcnn_fpn", "FasterRCNNFPN", "faster_rcnn_fpn_digits", run_faster_rcnn_fpn, "RPN", "anchors",
+        "faster_rcnn_fpn_digits", run_faster_rcnn_fpn, "RPN", "anchors",
         "FPN P3–P5，同一个 RPN 头读每一层 → 按层选候选框 → 按框大小选层做 RoI Align → 分类 + 回归 → 按类 NMS"),
     "Fast R-CNN": Detector(
-        "fast_rcnn", "FastRCNN", "fast_rcnn_digits", run_fast_rcnn, "Selective Search", "",
+        "fast_rcnn_digits", run_fast_rcnn, "Selective Search", "",
         "Selective Search 候选框 → 整张图只过一次 CNN → RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
     "RetinaNet": Detector(
-        "retinanet", "RetinaNet", "retinanet_digits", run_retinanet, "", "anchors",
+        "retinanet_digits", run_retinanet, "", "anchors",
         "FPN P3–P5，每个位置 9 个锚框直接分类（focal loss）+ 回归，无候选框 → 按类 NMS"),
     "FCOS": Detector(
-        "fcos", "FCOS", "fcos_digits", run_fcos, "", "points",
+        "fcos_digits", run_fcos, "", "points",
         "FPN P3–P5 每个点直接预测类别、(l, t, r, b) 与 centerness，无锚框 → 按类 NMS"),
 }
 
