@@ -34,7 +34,7 @@ What changes with the pyramid (everything else is imported from ``faster_rcnn.py
 5. Box head, targets, the four losses and inference: ``BoxHead``, ``box_head_targets``,
    ``faster_rcnn_losses`` and ``faster_rcnn_inference`` of ``faster_rcnn.py``, unchanged.
 
-``python -m lectures_code.detection.faster_rcnn_fpn --num-train-images 4000 --epochs 4 --threads 1 --ship``
+``python -m lectures_code.detection.faster_rcnn_fpn --num-train-images 4000 --epochs 6 --threads 1 --ship``
 trains, evaluates and ships ``lectures_code/checkpoints/faster_rcnn_fpn_digits.pt`` (see :func:`main`).
 Training is deterministic for a seed, uses automatic mixed precision only on CUDA, shows tqdm bars and
 saves a resumable checkpoint after every epoch.
@@ -375,7 +375,7 @@ class FasterRCNNFPN(nn.Module):
 
 def train_faster_rcnn_fpn(
     num_train_images: int = 4000,
-    epochs: int = 4,
+    epochs: int = 6,
     lr: float = 2e-3,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
     """
     from lectures_code.detection import training_cli
 
-    parser = training_cli.detector_parser(main.__doc__, "faster_rcnn_fpn", num_train_images=4000, epochs=4, lr=2e-3,
+    parser = training_cli.detector_parser(main.__doc__, "faster_rcnn_fpn", num_train_images=4000, epochs=6, lr=2e-3,
                                           batch_size=8, threads=1, record="docs/data/lecture14_detectors.json")
     args = parser.parse_args(argv)
     if args.threads > 0:
