@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
+from lectures_code.data.digit_canvases import NUM_CLASSES
 from lectures_code.detection.faster_rcnn import (
     BOX_WEIGHTS,
     SMOOTH_L1_BETA,
@@ -65,8 +65,9 @@ from lectures_code.detection.roi_align import roi_align
 from lectures_code.detection.roi_pool import roi_pool
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule as the other detectors
 from lectures_code.detection.training_cli import (
-    digit_coco_ap,
+    evaluate_on_canvases,
     load_training_state,
+    optimizer_step,
     progress_bar,
     save_training_state,
 )
@@ -311,13 +312,7 @@ def train_fast_rcnn(
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 losses = model(batch_images, batch_proposals, batch_targets)
             total = losses["loss_classifier"] + losses["loss_box_reg"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()  # one backward through the head AND the shared backbone
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(total, model, optimizer, scaler, scheduler)  # backward through head AND shared backbone
             # --8<-- [end:fast_rcnn_train_step]
             for key, value in (losses | {"total": total}).items():
                 history[key].append(float(value.detach()))
@@ -354,35 +349,21 @@ def evaluate_fast_rcnn(
     "seconds_per_image": proposals + network, "seconds_per_image_proposals": getting the proposals,
     "seconds_per_image_without_proposals": backbone + RoI pooling + head + NMS, "images", "detections"}.
     """
-    if not isinstance(num_test_images, int) or num_test_images < 1:
-        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
     model.eval()
     device = next(model.parameters()).device
-    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
-    detections, proposal_seconds, network_seconds = [], 0.0, 0.0
-    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
-        image, _ = dataset[index]
+    proposal_seconds = []
+
+    def detect(index: int, image: torch.Tensor) -> dict:
         start = time.perf_counter()
         proposals = proposals_for(image, split, index, seed, cache_dir=cache_dir) if cached_proposals \
             else proposals_for(image)
-        middle = time.perf_counter()
-        result = model(image[None].to(device), [proposals.to(device)])[0]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        network_seconds += time.perf_counter() - middle
-        proposal_seconds += middle - start
-        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-            x1, y1, x2, y2 = box
-            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                               "score": score})
-    return {
-        **digit_coco_ap(dataset, detections),
-        "seconds_per_image": (proposal_seconds + network_seconds) / num_test_images,
-        "seconds_per_image_proposals": proposal_seconds / num_test_images,
-        "seconds_per_image_without_proposals": network_seconds / num_test_images,
-        "images": num_test_images,
-        "detections": len(detections),
-    }
+        proposal_seconds.append(time.perf_counter() - start)
+        return model(image[None].to(device), [proposals.to(device)])[0]
+
+    result = evaluate_on_canvases(detect, device, num_test_images, split, seed, progress)
+    result["seconds_per_image_proposals"] = sum(proposal_seconds) / num_test_images
+    result["seconds_per_image_without_proposals"] = result["seconds_per_image"] - result["seconds_per_image_proposals"]
+    return result
 
 
 def load_pretrained(name: str = "fast_rcnn_digits", directory: str | os.PathLike | None = None,

@@ -54,8 +54,9 @@ from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule as Lecture 13's detectors
 from lectures_code.detection.training_cli import (
-    digit_coco_ap,
+    evaluate_on_canvases,
     load_training_state,
+    optimizer_step,
     progress_bar,
     save_training_state,
 )
@@ -456,13 +457,7 @@ def train_faster_rcnn(
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 losses = model(batch_images, batch_targets)
             total = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(total, model, optimizer, scaler, scheduler)
             for key, value in (losses | {"total": total}).items():
                 history[key].append(float(value.detach()))
             if progress:
@@ -489,29 +484,10 @@ def evaluate_faster_rcnn(
     the model's device. Returns {"stats": the 12 COCO numbers, "per_class_ap": {digit: {"AP", "AP50"}},
     "seconds_per_image": float, "images": int, "detections": int}.
     """
-    if not isinstance(num_test_images, int) or num_test_images < 1:
-        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
     model.eval()
     device = next(model.parameters()).device
-    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
-    detections, seconds = [], 0.0
-    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
-        image, _ = dataset[index]
-        start = time.perf_counter()
-        result = model(image[None].to(device))[0]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
-        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-            x1, y1, x2, y2 = box
-            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                               "score": score})
-    return {
-        **digit_coco_ap(dataset, detections),
-        "seconds_per_image": seconds / num_test_images,
-        "images": num_test_images,
-        "detections": len(detections),
-    }
+    return evaluate_on_canvases(lambda index, image: model(image[None].to(device))[0], device, num_test_images, split,
+                                seed, progress)
 
 
 def load_pretrained(name: str = "faster_rcnn_digits", directory: str | os.PathLike | None = None,

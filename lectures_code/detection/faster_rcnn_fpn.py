@@ -75,7 +75,7 @@ from lectures_code.detection.roi_align import map_rois_to_levels, roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.single_object import warmup_cosine
-from lectures_code.detection.training_cli import load_training_state, progress_bar, save_training_state
+from lectures_code.detection.training_cli import load_training_state, optimizer_step, progress_bar, save_training_state
 
 STRIDES = (8, 16, 32)  # P3, P4, P5
 LEVELS = (3, 4, 5)  # k = log2(stride), the FPN paper's level numbers
@@ -433,13 +433,7 @@ def train_faster_rcnn_fpn(
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 losses = model(batch_images, batch_targets)
             total = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(total, model, optimizer, scaler, scheduler)
             for key, value in (losses | {"total": total}).items():
                 history[key].append(float(value.detach()))
             if progress:

@@ -40,8 +40,9 @@ from lectures_code.detection.fcos_targets import centerness_target, fcos_points,
 from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.training_cli import (
-    digit_coco_ap,
+    evaluate_on_canvases,
     load_training_state,
+    optimizer_step,
     progress_bar,
     save_training_state,
 )
@@ -402,13 +403,7 @@ def train_fcos(
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = model(images)
             total, cls_loss, box_loss, centerness_loss = fcos_loss(outputs, targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)  # a rare bad batch must not wreck the weights
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(total, model, optimizer, scaler, scheduler)
             for key, value in (("total", total), ("cls", cls_loss), ("box", box_loss),
                                ("centerness", centerness_loss)):
                 history[key].append(float(value.detach()))
@@ -422,33 +417,17 @@ def train_fcos(
     return model.eval(), history
 
 
-def evaluate_fcos(model: FCOS, num_test_images: int = 200, split: str = "test", seed: int = 0,
-                  batch_size: int = 20) -> dict:
+def evaluate_fcos(model: FCOS, num_test_images: int = 200, split: str = "test", seed: int = 0) -> dict:
     """COCO box AP (our :func:`coco_evaluate`) on the first ``num_test_images`` canvases of ``split``.
 
     Returns {"stats": the 12 COCO numbers (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), "per_class_ap":
     {digit: {"AP", "AP50"}}, "seconds_per_image": mean wall time of :func:`fcos_detect` one image at a time,
     "images", "detections"}.
     """
-    if not isinstance(num_test_images, int) or num_test_images < 1:
-        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
-    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
-    images = torch.stack([dataset[i][0] for i in range(num_test_images)])
-    detections, seconds = [], 0.0
-    for index in range(num_test_images):
-        start = time.perf_counter()
-        result = fcos_detect(model, images[index : index + 1])[0]
-        seconds += time.perf_counter() - start
-        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-            x1, y1, x2, y2 = box
-            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                               "score": score})
-    return {
-        **digit_coco_ap(dataset, detections),
-        "seconds_per_image": seconds / num_test_images,
-        "images": num_test_images,
-        "detections": len(detections),
-    }
+    model.eval()
+    device = next(model.parameters()).device
+    return evaluate_on_canvases(lambda index, image: fcos_detect(model, image[None].to(device))[0], device,
+                                num_test_images, split, seed)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -58,7 +58,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
+from lectures_code.data.digit_canvases import NUM_CLASSES
 from lectures_code.detection.anchors import AnchorGenerator
 from lectures_code.detection.box_coding import decode_boxes, encode_boxes
 from lectures_code.detection.boxes import box_iou
@@ -67,8 +67,9 @@ from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_foc
 from lectures_code.detection.matcher import BETWEEN_THRESHOLDS, match_boxes
 from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.training_cli import (
-    digit_coco_ap,
+    evaluate_on_canvases,
     load_training_state,
+    optimizer_step,
     progress_bar,
     save_training_state,
 )
@@ -459,13 +460,7 @@ def train_retinanet(
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 losses = model(images, targets)
             total = losses["classification"] + losses["bbox_regression"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)  # a rare bad batch must not wreck the weights
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(total, model, optimizer, scaler, scheduler)
             for key, value in (losses | {"total": total}).items():
                 history[key].append(float(value.detach()))
             if progress:
@@ -486,29 +481,10 @@ def evaluate_retinanet(model: RetinaNet, num_test_images: int = 200, split: str 
     (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), "per_class_ap": {digit: {"AP", "AP50"}},
     "seconds_per_image": mean wall time of one canvas, "images", "detections"}.
     """
-    if not isinstance(num_test_images, int) or isinstance(num_test_images, bool) or num_test_images < 1:
-        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
     model.eval()
     device = next(model.parameters()).device
-    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
-    detections, seconds = [], 0.0
-    for index in progress_bar(range(num_test_images), progress, f"evaluate ({split})"):
-        image = dataset[index][0][None].to(device)
-        start = time.perf_counter()
-        result = retinanet_detect(model, image)[0]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
-        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-            x1, y1, x2, y2 = box
-            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                               "score": score})
-    return {
-        **digit_coco_ap(dataset, detections),
-        "seconds_per_image": seconds / num_test_images,
-        "images": num_test_images,
-        "detections": len(detections),
-    }
+    return evaluate_on_canvases(lambda index, image: retinanet_detect(model, image[None].to(device))[0], device,
+                                num_test_images, split, seed, progress)
 
 
 def load_pretrained(name: str = "retinanet_digits", directory: str | os.PathLike | None = None,

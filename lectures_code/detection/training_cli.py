@@ -72,6 +72,57 @@ def digit_coco_ap(dataset, detections: list[dict]) -> dict:
     }
 
 
+# --8<-- [start:optimizer_step]
+def optimizer_step(total: torch.Tensor, model: torch.nn.Module, optimizer, scaler, scheduler,
+                   max_grad_norm: float = 10.0) -> None:
+    """One update of every detector's training loop from its total loss (a scalar).
+
+    ``scaler`` is a ``torch.amp.GradScaler``, enabled only on CUDA where the forward ran under float16
+    autocast: it scales the loss so small float16 gradients do not underflow, and skips the step if
+    they overflowed. Gradients are unscaled before clipping, so ``max_grad_norm`` is in real units.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)  # a rare bad batch must not wreck the weights
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+# --8<-- [end:optimizer_step]
+
+
+def evaluate_on_canvases(detect, device, num_test_images: int, split: str = "test", seed: int = 0,
+                         progress: bool = False, desc: str | None = None) -> dict:
+    """COCO box AP of a detector on the first ``num_test_images`` canvases of a DigitCanvases split.
+
+    ``detect(index, image)`` gets one canvas (float [3, H, W] in [0, 1], on the CPU) and returns
+    {"boxes": [D, 4] xyxy pixels, "scores": [D], "labels": [D] digits 0..9}; each call is timed (CUDA
+    synchronized), so "seconds_per_image" is the latency of one canvas, batch 1. Returns {"stats": the 12
+    COCO numbers, "per_class_ap": {digit: {"AP", "AP50"}}, "seconds_per_image", "images", "detections"}.
+    """
+    import time
+
+    from lectures_code.data.digit_canvases import DigitCanvases
+
+    if not isinstance(num_test_images, int) or isinstance(num_test_images, bool) or num_test_images < 1:
+        raise ValueError(f"num_test_images must be a positive int, got {num_test_images!r}")
+    dataset = DigitCanvases(split, size=num_test_images, seed=seed)
+    detections, seconds = [], 0.0
+    for index in progress_bar(range(num_test_images), progress, desc or f"evaluate ({split})"):
+        image, _ = dataset[index]
+        start = time.perf_counter()
+        result = detect(index, image)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            detections.append({"image_id": index, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                               "score": score})
+    return {**digit_coco_ap(dataset, detections), "seconds_per_image": seconds / num_test_images,
+            "images": num_test_images, "detections": len(detections)}
+
+
 def detector_parser(description: str, key: str, *, num_train_images: int, epochs: int, lr: float, batch_size: int,
                     threads: int, record: str) -> argparse.ArgumentParser:
     """The common arguments; ``key`` names the resume checkpoint and the shipped file (``<key>_digits.pt``)."""
