@@ -62,13 +62,14 @@ sys.path.insert(0, str(ROOT))
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
 from lectures_code.detection import faster_rcnn as ours_faster_rcnn  # noqa: E402
 from lectures_code.detection import fcos as ours_fcos  # noqa: E402
-from lectures_code.detection.single_object import warmup_cosine  # noqa: E402
-from lectures_code.detection.training_cli import (  # noqa: E402
+from lectures_code.detection.training_cli import (  # noqa: E402  # noqa: E402
     digit_coco_ap,
     load_training_state,
     named_stats,
+    optimizer_step,
     progress_bar,
     save_training_state,
+    training_parts,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -363,20 +364,19 @@ def recipe_of(record: dict) -> dict:
 
 
 def make_optimizer(model: nn.Module, recipe: dict):
-    """AdamW (weight decay 1e-4) with warm-up + cosine over the whole run, as our training functions."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=1e-4)
+    """Our training functions' optimizer and schedule (``training_parts``) for the whole run of ``recipe``."""
     steps = recipe["epochs"] * math.ceil(recipe["num_train_images"] / recipe["batch_size"])
-    return optimizer, warmup_cosine(optimizer, steps)
+    optimizer, scheduler, _ = training_parts(model, recipe["lr"], steps, use_amp=False)
+    return optimizer, scheduler
+
+
+NO_AMP = torch.amp.GradScaler("cuda", enabled=False)  # a disabled scaler: plain backward and step
 
 
 def train_step(losses_fn: Callable, model, optimizer, scheduler, images, targets) -> dict:
     losses = losses_fn(model, images, targets)
     total = sum(losses.values())
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-    optimizer.step()
-    scheduler.step()
+    optimizer_step(total, model, optimizer, NO_AMP, scheduler)  # our detectors' update, clipping included
     return {k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())}
 
 

@@ -63,13 +63,14 @@ from lectures_code.detection.faster_rcnn import (
 from lectures_code.detection.rcnn import MAX_PROPOSALS, STRATEGY, proposals_for
 from lectures_code.detection.roi_align import roi_align
 from lectures_code.detection.roi_pool import roi_pool
-from lectures_code.detection.single_object import warmup_cosine  # the same schedule as the other detectors
 from lectures_code.detection.training_cli import (
+    check_recipe,
     evaluate_on_canvases,
     load_training_state,
     optimizer_step,
     progress_bar,
     save_training_state,
+    training_parts,
 )
 
 POOLED_SIZE = 7
@@ -272,11 +273,7 @@ def train_fast_rcnn(
         "epoch_seconds", "train_seconds", "proposal_seconds" (cache reads plus Selective Search for the
         uncached images), "proposals_per_image", "device".
     """
-    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_recipe(num_train_images, epochs, batch_size, lr)
     device = torch.device(device)
     use_amp = device.type == "cuda"
     run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
@@ -289,10 +286,7 @@ def train_fast_rcnn(
     torch.manual_seed(seed)
     model = FastRCNN(roi_op=roi_op).to(device)
     config = model.config()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(num_train_images / batch_size)
-    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
     history: dict = {key: [] for key in (*LOSS_NAMES, "total")} | {"epoch_seconds": []}
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)

@@ -52,13 +52,14 @@ from lectures_code.detection.nms import batched_nms, nms
 from lectures_code.detection.roi_align import roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
-from lectures_code.detection.single_object import warmup_cosine  # the same schedule as Lecture 13's detectors
 from lectures_code.detection.training_cli import (
+    check_recipe,
     evaluate_on_canvases,
     load_training_state,
     optimizer_step,
     progress_bar,
     save_training_state,
+    training_parts,
 )
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
@@ -421,11 +422,7 @@ def train_faster_rcnn(
         (model in eval mode, history): history has per-step lists of the four losses and "total",
         "epoch_seconds", "train_seconds", "device".
     """
-    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_recipe(num_train_images, epochs, batch_size, lr)
     device = torch.device(device)
     use_amp = device.type == "cuda"
     run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
@@ -434,10 +431,7 @@ def train_faster_rcnn(
     torch.manual_seed(seed)
     model = FasterRCNN().to(device)
     config = model.config()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(num_train_images / batch_size)
-    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
     keys = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "total")
     history: dict = {key: [] for key in keys} | {"epoch_seconds": []}
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}

@@ -74,8 +74,14 @@ from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.roi_align import map_rois_to_levels, roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
-from lectures_code.detection.single_object import warmup_cosine
-from lectures_code.detection.training_cli import load_training_state, optimizer_step, progress_bar, save_training_state
+from lectures_code.detection.training_cli import (
+    check_recipe,
+    load_training_state,
+    optimizer_step,
+    progress_bar,
+    save_training_state,
+    training_parts,
+)
 
 STRIDES = (8, 16, 32)  # P3, P4, P5
 LEVELS = (3, 4, 5)  # k = log2(stride), the FPN paper's level numbers
@@ -399,11 +405,7 @@ def train_faster_rcnn_fpn(
         (model in eval mode, history): per-step lists of the four losses and "total", "epoch_seconds",
         "train_seconds", "device".
     """
-    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_recipe(num_train_images, epochs, batch_size, lr)
     device = torch.device(device)
     use_amp = device.type == "cuda"
     run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
@@ -412,9 +414,7 @@ def train_faster_rcnn_fpn(
     torch.manual_seed(seed)
     model = FasterRCNNFPN(**(model_config or {})).to(device)
     config = model.config()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = warmup_cosine(optimizer, epochs * math.ceil(num_train_images / batch_size))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
     keys = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "total")
     history: dict = {key: [] for key in keys} | {"epoch_seconds": []}
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}

@@ -67,11 +67,13 @@ from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_foc
 from lectures_code.detection.matcher import BETWEEN_THRESHOLDS, match_boxes
 from lectures_code.detection.nms import batched_nms
 from lectures_code.detection.training_cli import (
+    check_recipe,
     evaluate_on_canvases,
     load_training_state,
     optimizer_step,
     progress_bar,
     save_training_state,
+    training_parts,
 )
 
 STRIDES = (8, 16, 32)
@@ -424,13 +426,8 @@ def train_retinanet(
         (model in eval mode, history) with history = {"total", "classification", "bbox_regression": per-step
         losses, "epoch_seconds", "render_seconds", "train_seconds", "device"}.
     """
-    from lectures_code.detection.single_object import warmup_cosine
 
-    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_recipe(num_train_images, epochs, batch_size, lr)
     device = torch.device(device)
     use_amp = device.type == "cuda"
     run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
@@ -442,9 +439,7 @@ def train_retinanet(
     torch.manual_seed(seed)
     model = RetinaNet(box_loss=box_loss).to(device)
     config = model.config()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = warmup_cosine(optimizer, epochs * math.ceil(num_train_images / batch_size))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
     history: dict = {"total": [], "classification": [], "bbox_regression": [], "epoch_seconds": []}
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)

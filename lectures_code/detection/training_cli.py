@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -70,6 +71,26 @@ def digit_coco_ap(dataset, detections: list[dict]) -> dict:
         "per_class_ap": {str(category_id - 1): {k: float(v) for k, v in ap.items()}
                          for category_id, ap in evaluation["per_class_ap"].items()},
     }
+
+
+def check_recipe(num_train_images: int, epochs: int, batch_size: int, lr: float) -> None:
+    """Raise ValueError unless the counts are positive ints and ``lr`` a positive finite number."""
+    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+
+
+def training_parts(model: torch.nn.Module, lr: float, total_steps: int, use_amp: bool):
+    """The detectors' shared recipe: AdamW (weight decay 1e-4), linear warm-up then cosine decay over
+    ``total_steps`` (Lecture 13's ``warmup_cosine``), and a GradScaler enabled only for CUDA float16."""
+    from lectures_code.detection.single_object import warmup_cosine
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = warmup_cosine(optimizer, total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return optimizer, scheduler, scaler
 
 
 # --8<-- [start:optimizer_step]
