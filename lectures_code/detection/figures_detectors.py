@@ -91,6 +91,18 @@ def _draw_detections(ax, image: torch.Tensor, result: dict, score_threshold: flo
                colors=[PALETTE[label % len(PALETTE)] for label in labels], linewidth=1.6, fontsize=7)
 
 
+def positive_anchors(gt_boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our Faster R-CNN's anchors on a ``size`` x ``size`` canvas (float [A, 4] xyxy) and the indices of those
+    the RPN's matcher labels positive for ``gt_boxes`` [G, 4] (IoU >= 0.7 or a box's best anchor)."""
+    from lectures_code.detection.faster_rcnn import ANCHOR_RATIOS, ANCHOR_SIZES, STRIDE
+
+    generator = AnchorGenerator((ANCHOR_SIZES,), (ANCHOR_RATIOS,))
+    grid = size // STRIDE
+    anchors = generator((size, size), [(grid, grid)], torch.float32, torch.device("cpu"))  # [grid * grid * K, 4]
+    labels, _ = rpn_targets(anchors, gt_boxes)  # [A]: 1 positive, 0 negative, -1 ignored
+    return anchors, torch.where(labels == 1)[0]
+
+
 def figure_anchors() -> bytes:
     """PNG: the K anchors of one feature-map cell, and every anchor that the matcher labels positive."""
     from lectures_code.detection.faster_rcnn import ANCHOR_RATIOS, ANCHOR_SIZES, STRIDE
@@ -99,16 +111,13 @@ def figure_anchors() -> bytes:
     image, target = test_canvases()[index]
     gt = target["boxes"].float()
     size = image.shape[-1]
-    generator = AnchorGenerator((ANCHOR_SIZES,), (ANCHOR_RATIOS,))
     grid = size // STRIDE
-    anchors = generator((size, size), [(grid, grid)], torch.float32, torch.device("cpu"))  # [grid * grid * K, 4]
+    anchors, positive = positive_anchors(gt, size)
     k = len(ANCHOR_SIZES) * len(ANCHOR_RATIOS)
     largest = int((gt[:, 2] - gt[:, 0]).mul(gt[:, 3] - gt[:, 1]).argmax())
     cx, cy = float(gt[largest, 0::2].mean()), float(gt[largest, 1::2].mean())
     col, row = min(round(cx / STRIDE), grid - 1), min(round(cy / STRIDE), grid - 1)
     cell_anchors = anchors.view(grid, grid, k, 4)[row, col]  # [K, 4]
-    labels, _ = rpn_targets(anchors, gt)  # [A]: 1 positive, 0 negative, -1 ignored
-    positive = torch.where(labels == 1)[0]
     owner = box_iou(anchors[positive], gt).argmax(dim=1)
 
     fig = Figure(figsize=(12.5, 4.6), layout="constrained")

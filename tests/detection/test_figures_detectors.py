@@ -66,23 +66,21 @@ def test_detect_finds_the_digits_of_a_test_canvas(name):
                                    for d in range(iou.shape[1])), f"{name} misses digit {label} on test canvas 0"
 
 
-def test_anchor_figure_counts_the_positives_torchvision_finds():
+def test_anchor_figure_shows_the_anchors_and_positives_torchvision_finds():
+    from torchvision.ops import box_iou
+
     from lectures_code.detection.faster_rcnn import ANCHOR_RATIOS, ANCHOR_SIZES, STRIDE
 
     image, target = test_canvases()[canvas_with_sizes()]
+    gt = target["boxes"].float()
+    anchors, positive = figures_detectors.positive_anchors(gt, image.shape[-1])
     generator = tv_detection.anchor_utils.AnchorGenerator((ANCHOR_SIZES,), (ANCHOR_RATIOS,))
     images = tv_detection.image_list.ImageList(image[None], [tuple(image.shape[-2:])])
     feature = torch.zeros(1, 1, image.shape[-2] // STRIDE, image.shape[-1] // STRIDE)
-    anchors = generator(images, [feature])[0]
-    matcher = tv_detection._utils.Matcher(0.7, 0.3, allow_low_quality_matches=True)
-    from torchvision.ops import box_iou
-
-    matched = matcher(box_iou(target["boxes"].float(), anchors))
-    expected = int((matched >= 0).sum())
-    from lectures_code.detection.rpn_targets import rpn_targets
-
-    labels, _ = rpn_targets(anchors, target["boxes"].float())
-    assert int((labels == 1).sum()) == expected
+    tv_anchors = generator(images, [feature])[0]
+    matched = tv_detection._utils.Matcher(0.7, 0.3, allow_low_quality_matches=True)(box_iou(gt, tv_anchors))
+    torch.testing.assert_close(anchors, tv_anchors)
+    assert positive.tolist() == torch.where(matched >= 0)[0].tolist()
 
 
 def test_speed_accuracy_points_come_from_the_records():
