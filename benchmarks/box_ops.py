@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
-from lectures_code.detection.boxes import box_iou  # noqa: E402
-from lectures_code.detection.nms import batched_nms, nms, nms_simple  # noqa: E402
+from lectures_code.ops.boxes import box_iou  # noqa: E402
+from lectures_code.ops.nms import batched_nms, nms, nms_simple  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THRESHOLD = 0.5

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lectures_code.detection.coco_eval import coco_evaluate
+from lectures_code.metrics.coco_eval import coco_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

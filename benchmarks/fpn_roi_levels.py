@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
 from lectures_code.detection.faster_rcnn_fpn import evaluate_faster_rcnn_fpn, load_pretrained  # noqa: E402
-from lectures_code.detection.roi_align import map_rois_to_levels  # noqa: E402
+from lectures_code.ops.roi_align import map_rois_to_levels  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCALES = (224, 48, 32)

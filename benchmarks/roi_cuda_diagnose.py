@@ -17,8 +17,8 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lectures_code.detection.roi_align import roi_align  # noqa: E402
-from lectures_code.detection.roi_pool import roi_pool  # noqa: E402
+from lectures_code.ops.roi_align import roi_align  # noqa: E402
+from lectures_code.ops.roi_pool import roi_pool  # noqa: E402
 
 
 def random_rois(k, n, h, w, g):

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
-from lectures_code.detection.roi_align import roi_align  # noqa: E402
-from lectures_code.detection.roi_pool import roi_pool  # noqa: E402
+from lectures_code.ops.roi_align import roi_align  # noqa: E402
+from lectures_code.ops.roi_pool import roi_pool  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOTE = (

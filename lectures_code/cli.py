@@ -138,7 +138,7 @@ def _evaluate_detector(args) -> int:
     model = load_pretrained(checkpoint)  # hash-checked, weights_only=True
     result = getattr(module, function)(model, args.num_test_images)
     if "stats" in result:  # the multi-object detectors: the 12 COCO numbers as pycocotools prints them
-        from lectures_code.detection.coco_eval import format_stats
+        from lectures_code.metrics.coco_eval import format_stats
 
         print(format_stats(result["stats"]))
     print(json.dumps({k: v for k, v in result.items() if k != "stats"}, indent=2, default=str)[:2000])
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call(cmd, cwd=REPO_ROOT)
     if args.command == "serve":
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        from demos.server import serve
+        from lectures_code.demos.server import serve
 
         return serve(host=args.host, port=args.port, site_dir=args.site_dir)
     return 2

@@ -45,11 +45,11 @@ import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.detection.box_coding import decode_boxes, encode_boxes
-from lectures_code.detection.boxes import box_iou
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_iou
 from lectures_code.detection.matcher import match_boxes
-from lectures_code.detection.nms import batched_nms, nms
-from lectures_code.detection.roi_align import roi_align
+from lectures_code.ops.nms import batched_nms, nms
+from lectures_code.ops.roi_align import roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.training_cli import (

@@ -55,7 +55,7 @@ from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.detection.box_coding import decode_boxes
+from lectures_code.ops.box_coding import decode_boxes
 from lectures_code.detection.faster_rcnn import (
     BOX_WEIGHTS,
     RPN_WEIGHTS,
@@ -70,8 +70,8 @@ from lectures_code.detection.faster_rcnn import (
     small_backbone,
 )
 from lectures_code.detection.fcos import FeaturePyramid
-from lectures_code.detection.nms import batched_nms
-from lectures_code.detection.roi_align import map_rois_to_levels, roi_align
+from lectures_code.ops.nms import batched_nms
+from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.training_cli import (

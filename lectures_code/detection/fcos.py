@@ -37,8 +37,8 @@ from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.fcos_targets import centerness_target, fcos_points, match_points_to_boxes
-from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_focal_loss
-from lectures_code.detection.nms import batched_nms
+from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.nms import batched_nms
 from lectures_code.detection.training_cli import (
     check_recipe,
     evaluate_on_canvases,

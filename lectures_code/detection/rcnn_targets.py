@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from lectures_code.detection.boxes import box_iou
+from lectures_code.ops.boxes import box_iou
 
 BACKGROUND = 0
 IGNORE = -1

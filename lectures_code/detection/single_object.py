@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
-from lectures_code.detection.boxes import box_iou
+from lectures_code.ops.boxes import box_iou
 
 
 def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

@@ -63,7 +63,7 @@ def save_training_state(checkpoint_path, parts: dict, epoch: int, history: dict,
 def digit_coco_ap(dataset, detections: list[dict]) -> dict:
     """Our coco_evaluate on a DigitCanvases split: the 12 stats and AP per digit ("0".."9")."""
     from lectures_code.data.digit_canvases import to_coco
-    from lectures_code.detection.coco_eval import coco_evaluate
+    from lectures_code.metrics.coco_eval import coco_evaluate
 
     evaluation = coco_evaluate(to_coco(dataset), detections)
     return {

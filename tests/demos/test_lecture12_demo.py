@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from demos.lecture12_training import VARIANTS, build_demo, train
+from lectures_code.demos.lecture12_training import VARIANTS, build_demo, train
 
 
 def test_good_input_gives_a_figure_and_a_summary():

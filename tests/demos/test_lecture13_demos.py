@@ -18,11 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from demos import lecture13_boxes as boxes_demo
-from demos import lecture13_selective_search as ss_demo
-from lectures_code.detection.boxes import box_iou
-from lectures_code.detection.figures import canvas_ground_truth, synthetic_detections
-from lectures_code.detection.nms import nms
+from lectures_code.demos import lecture13_boxes as boxes_demo
+from lectures_code.demos import lecture13_selective_search as ss_demo
+from lectures_code.ops.boxes import box_iou
+from lectures_code.figures.lecture13 import canvas_ground_truth, synthetic_detections
+from lectures_code.ops.nms import nms
 from lectures_code.detection.selective_search import selective_search
 
 tv_ops = pytest.importorskip("torchvision.ops")

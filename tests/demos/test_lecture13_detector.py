@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from demos import lecture13_detector as demo
+from lectures_code.demos import lecture13_detector as demo
 from lectures_code.checkpoints import load_pretrained
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection.rcnn import detect, proposals_for

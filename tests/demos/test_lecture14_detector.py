@@ -17,7 +17,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from demos import lecture14_detector as demo
+from lectures_code.demos import lecture14_detector as demo
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import load_mnist_subset, split_pool
 from lectures_code.detection.fcos import fcos_detect

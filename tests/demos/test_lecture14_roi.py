@@ -12,9 +12,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from demos import lecture14_roi as demo
-from lectures_code.detection.figures import digit_canvas
-from lectures_code.detection.figures_lecture14 import ROI_CANVAS, canvas_feature_map
+from lectures_code.demos import lecture14_roi as demo
+from lectures_code.figures.lecture13 import digit_canvas
+from lectures_code.figures.lecture14 import ROI_CANVAS, canvas_feature_map
 
 tv_ops = pytest.importorskip("torchvision.ops")
 

@@ -16,7 +16,7 @@ from lectures_code.detection.fcos_targets import (
     fcos_points,
     match_points_to_boxes,
 )
-from lectures_code.detection.losses import generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 
 DTYPES = [torch.float32, torch.float64]
 IMAGE_SIZE = (128, 256)  # (H, W): every level's stride divides it, so torchvision's strides are 8 ... 128

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection._utils import Matcher
 
-from lectures_code.detection.boxes import box_iou
+from lectures_code.ops.boxes import box_iou
 from lectures_code.detection.matcher import match_boxes
 
 # (high, low, allow_low_quality_matches): RPN, Fast R-CNN box head, RetinaNet, and a degenerate one.

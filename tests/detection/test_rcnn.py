@@ -13,7 +13,7 @@ from torchvision.ops import box_iou as tv_box_iou
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection import rcnn
-from lectures_code.detection.box_coding import decode_boxes
+from lectures_code.ops.box_coding import decode_boxes
 from lectures_code.detection.rcnn import (
     BOX_WEIGHTS,
     RCNN,

@@ -1,0 +1,625 @@
+"""Lecture 14 demo: the trained detectors (Faster R-CNN, FCOS, ...) on a sketch, a test canvas or an upload.
+
+One handler, :func:`run_detector`, returns (matplotlib Figure or None, Markdown message, table rows):
+the 128 x 128 input the detector saw, with the detections ("digit score" tags), optionally the
+two-stage detector's proposals and, for the chosen feature-map cell, every anchor of an anchor-based
+detector or the point and predicted box of FCOS; a summary (time in ms, ground truth and IoU on a
+test canvas); one table row per detection. Boxes are xyxy in pixels of the 128 x 128 input.
+
+The detectors are listed in :data:`DETECTORS` (display name -> module, model class, checkpoint, how to
+run it); one is offered only when its checkpoint is shipped (listed in ``lectures_code/checkpoints/
+SHA256SUMS``), so detectors appear once they are trained. Each adapter runs the model's own
+lower-level inference with the reader's score threshold, NMS IoU threshold and maximum number of
+detections: the thresholds act inside the detector, they are not a filter applied afterwards.
+
+Sketches: the Sketchpad gives black strokes on white; a light background is detected and the image
+inverted to light strokes on dark (both occur in DigitCanvases), padded to a square and resized.
+Bad input never raises: the handler answers with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import gradio as gr
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from lectures_code.demos.common import BadInput, int_in_range
+from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
+from lectures_code import checkpoints
+from lectures_code.data.digit_canvases import DigitCanvases
+from lectures_code.ops.boxes import box_iou
+from lectures_code.plotting import PALETTE, draw_boxes, show_image
+
+logger = logging.getLogger(__name__)
+
+CANVAS = 128  # every shipped detector was trained on 128 x 128 DigitCanvases images
+NUM_TEST_CANVASES = 200  # the slider picks one of the first 200 test canvases
+MAX_DETECTIONS = 100
+MAX_SHOWN_PROPOSALS = 100
+MAX_LEVEL = 4  # P3..P7 at most
+MIN_SIDE, MAX_SIDE = 8, 4096  # a sketch array outside these sides is refused
+BLANK_RANGE = 0.04  # grey max - min below this: nothing drawn / a plain black or white image
+TABLE_HEADERS = ["#", "数字 (digit)", "分数 (score)", "x1", "y1", "x2", "y2", "IoU（真实框）"]
+SOURCES = ("sketch", "canvas", "upload")
+
+
+# ----------------------------------------------------------------------------------------------------
+# What one detector run gives back
+
+
+@dataclass
+class AnchorLevel:
+    """The anchors of one feature-map level: anchors [H * W * K, 4] xyxy, grid (H, W), stride, K."""
+
+    anchors: torch.Tensor
+    grid: tuple[int, int]
+    stride: int
+    per_cell: int
+
+
+@dataclass
+class PointLevel:
+    """FCOS points of one level: points [H * W, 2] (x, y), predicted boxes [H * W, 4] xyxy, best scores
+    [H * W] (max over classes) and their digit [H * W], grid (H, W), stride."""
+
+    points: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    grid: tuple[int, int]
+    stride: int
+
+
+@dataclass
+class Run:
+    """detections {"boxes" float32 [D, 4] xyxy, "scores" float32 [D] descending, "labels" int64 [D] digits};
+    proposals float32 [P, 4] xyxy (two-stage only: RPN's by decreasing objectness, Selective Search's in
+    its own order); anchor or point levels (only when asked for)."""
+
+    detections: dict
+    proposals: torch.Tensor | None = None
+    anchor_levels: list[AnchorLevel] = field(default_factory=list)
+    point_levels: list[PointLevel] = field(default_factory=list)
+    note: str = ""  # e.g. how long Selective Search took
+
+
+# ----------------------------------------------------------------------------------------------------
+# Adapters: run one detector with the reader's thresholds, through its own lower-level functions
+
+
+@torch.no_grad()
+def run_faster_rcnn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float,
+                    max_detections: int, want_levels: bool, test_index: int | None = None) -> Run:
+    """FasterRCNN's eval forward, stage by stage, so the proposals and anchors can be shown and the
+    reader's thresholds reach ``faster_rcnn_inference``. image: float [3, H, W] in [0, 1]."""
+    from lectures_code.detection.faster_rcnn import STRIDE, faster_rcnn_inference, select_proposals
+    from lectures_code.ops.roi_align import roi_align
+
+    images = image[None]  # [1, 3, H, W]
+    image_size = tuple(images.shape[-2:])
+    features = model.backbone(images - 0.5)  # [1, C, H / 8, W / 8]
+    objectness, rpn_deltas = model.rpn_head(features)  # [1, A], [1, A, 4]
+    grid = tuple(features.shape[-2:])
+    anchors = model.anchor_generator(image_size, [grid], torch.float32, images.device)  # [A, 4]
+    proposals, _ = select_proposals(anchors, objectness[0], rpn_deltas[0], image_size,
+                                    model.rpn_pre_nms_top_n[1], model.rpn_post_nms_top_n[1])  # [P, 4]
+    roi_features = roi_align(features.float(), [proposals], 7, 1 / STRIDE, 2)  # [P, C, 7, 7]
+    class_logits, box_deltas = model.box_head(roi_features)
+    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
+                                       nms_threshold, max_detections)
+    levels = [AnchorLevel(anchors, grid, STRIDE, model.anchor_generator.num_anchors_per_location()[0])]
+    return Run(detections, proposals, levels if want_levels else [])
+
+
+@torch.no_grad()
+def run_faster_rcnn_fpn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float,
+                        max_detections: int, want_levels: bool, test_index: int | None = None) -> Run:
+    """FasterRCNNFPN's eval forward, stage by stage: RPN on P3-P5, per-level proposal selection,
+    multi-scale RoI Align, ``faster_rcnn_inference`` with the reader's thresholds."""
+    from lectures_code.detection.faster_rcnn import faster_rcnn_inference
+    from lectures_code.detection.faster_rcnn_fpn import multiscale_roi_align, select_proposals_per_level
+
+    images = image[None]  # [1, 3, H, W]
+    image_size = tuple(images.shape[-2:])
+    features = model.backbone(images - 0.5)  # [P3, P4, P5], [1, C, H / s, W / s] each
+    per_level = [model.rpn_head(feature) for feature in features]  # one head shared by all levels
+    objectness = torch.cat([logits for logits, _ in per_level], dim=1)  # [1, A]
+    rpn_deltas = torch.cat([deltas for _, deltas in per_level], dim=1)  # [1, A, 4]
+    num_anchors_per_level = [logits.shape[1] for logits, _ in per_level]
+    grids = [tuple(feature.shape[-2:]) for feature in features]
+    anchors = model.anchor_generator(image_size, grids, torch.float32, images.device)  # [A, 4]
+    proposals, _, _ = select_proposals_per_level(anchors, objectness[0], rpn_deltas[0], num_anchors_per_level,
+                                                 image_size, model.rpn_pre_nms_top_n[1], model.rpn_post_nms_top_n[1])
+    roi_features = multiscale_roi_align([f.float() for f in features], [proposals], image_size, 7, 2,
+                                        model.roi_canonical_scale, model.roi_canonical_level)  # [P, C, 7, 7]
+    class_logits, box_deltas = model.box_head(roi_features)
+    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
+                                       nms_threshold, max_detections)
+    levels = []
+    if want_levels:
+        per_cell = model.anchor_generator.num_anchors_per_location()
+        for level_anchors, grid, k in zip(anchors.split(num_anchors_per_level), grids, per_cell):
+            levels.append(AnchorLevel(level_anchors, grid, image_size[0] // grid[0], k))
+    return Run(detections, proposals, levels)
+
+
+@torch.no_grad()
+def run_fast_rcnn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
+                  want_levels: bool, test_index: int | None = None) -> Run:
+    """FastRCNN's eval forward with Selective Search proposals (cached for a test canvas, computed now
+    otherwise), ``faster_rcnn_inference`` with the reader's thresholds."""
+    from lectures_code.detection.fast_rcnn import usable_proposals
+    from lectures_code.detection.faster_rcnn import faster_rcnn_inference
+    from lectures_code.detection.rcnn import proposals_for
+
+    start = time.perf_counter()
+    found = proposals_for(image.cpu(), "test", test_index) if test_index is not None else proposals_for(image.cpu())
+    search_ms = (time.perf_counter() - start) * 1000
+    image_size = tuple(image.shape[-2:])
+    proposals = usable_proposals(found.to(image.device), image_size)  # [P, 4], Selective Search's order
+    if len(proposals) == 0:
+        empty = {"boxes": image.new_zeros(0, 4), "scores": image.new_zeros(0),
+                 "labels": torch.zeros(0, dtype=torch.int64, device=image.device)}
+        return Run(empty, proposals, note="Selective Search 没有找到候选框")
+    features = model.backbone(image[None] - 0.5)  # [1, C, H / 8, W / 8]: ONE pass for all regions
+    class_logits, box_deltas = model.box_head(model.roi_features(features, [proposals]))
+    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
+                                       nms_threshold, max_detections)
+    cached = "（测试画布：读缓存）" if test_index is not None else ""
+    return Run(detections, proposals,
+               note=f"其中 Selective Search {search_ms:.0f} ms{cached}，{len(proposals)} 个候选框")
+
+
+@torch.no_grad()
+def run_retinanet(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
+                  want_levels: bool, test_index: int | None = None) -> Run:
+    """RetinaNet's head outputs, then ``retinanet_postprocess`` with the reader's thresholds."""
+    from lectures_code.detection.retinanet import retinanet_postprocess
+
+    images = image[None]
+    image_size = tuple(images.shape[-2:])
+    outputs = model.head_outputs(images)
+    detections = retinanet_postprocess(
+        outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["anchors"],
+        outputs["num_anchors_per_level"], image_size, score_threshold, model.topk_candidates, nms_threshold,
+        max_detections)[0]
+    levels = []
+    if want_levels:
+        per_cell = model.head.num_anchors
+        for level_anchors in outputs["anchors"].split(outputs["num_anchors_per_level"]):
+            side = math.isqrt(len(level_anchors) // per_cell)  # square canvases: H = W
+            levels.append(AnchorLevel(level_anchors, (side, side), image_size[0] // side, per_cell))
+    return Run(detections, anchor_levels=levels)
+
+
+@torch.no_grad()
+def run_fcos(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
+             want_levels: bool, test_index: int | None = None) -> Run:
+    """``fcos_detect`` with the reader's thresholds; with ``want_levels`` also every point's box and score."""
+    from lectures_code.detection.fcos import distances_to_boxes, fcos_detect
+
+    detections = fcos_detect(model, image[None], score_threshold=score_threshold, nms_threshold=nms_threshold,
+                             max_detections=max_detections)[0]
+    levels = []
+    if want_levels:
+        outputs = model(image[None])
+        scores = torch.sqrt(outputs["cls_logits"][0].float().sigmoid()
+                            * outputs["centerness_logits"][0].float().sigmoid()[:, None])  # [P, C]
+        best, labels = scores.max(dim=1)  # [P]
+        boxes = distances_to_boxes(outputs["points"], outputs["box_distances"][0].float())  # [P, 4]
+        first = 0
+        for stride, count in zip(model.strides, outputs["num_points_per_level"]):
+            grid = (image.shape[-2] // stride, image.shape[-1] // stride)
+            part = slice(first, first + count)
+            levels.append(PointLevel(outputs["points"][part], boxes[part], best[part], labels[part], grid, stride))
+            first += count
+    return Run(detections, point_levels=levels)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One row of the detector table: where the model lives and how the demo runs it."""
+
+    checkpoint: str  # lectures_code/checkpoints/<checkpoint>.pt (checkpoints.MODELS names its module and class)
+    run: object  # (model, image, score, nms, max_detections, want_levels, test_index) -> Run
+    proposals: str  # "RPN", "Selective Search" (two-stage: proposals to show) or "" (single-stage)
+    cells: str  # "anchors", "points" (what "show anchors / points" draws) or ""
+    summary: str  # one line for the Markdown message
+
+    @property
+    def module(self) -> str:  # lectures_code.detection.<module>
+        return checkpoints.MODELS[self.checkpoint][0]
+
+    @property
+    def model_class(self) -> str:  # its nn.Module, built from the checkpoint's metadata["config"]
+        return checkpoints.MODELS[self.checkpoint][1]
+
+
+DETECTORS = {
+    "Faster R-CNN": Detector(
+        "faster_rcnn_digits", run_faster_rcnn, "RPN", "anchors",
+        "RPN（stride 8 上每格 15 个锚框 → 前 100 个候选框）→ RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
+    "Faster R-CNN + FPN": Detector(
+        "faster_rcnn_fpn_digits", run_faster_rcnn_fpn, "RPN", "anchors",
+        "FPN P3–P5，同一个 RPN 头读每一层 → 按层选候选框 → 按框大小选层做 RoI Align → 分类 + 回归 → 按类 NMS"),
+    "Fast R-CNN": Detector(
+        "fast_rcnn_digits", run_fast_rcnn, "Selective Search", "",
+        "Selective Search 候选框 → 整张图只过一次 CNN → RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
+    "RetinaNet": Detector(
+        "retinanet_digits", run_retinanet, "", "anchors",
+        "FPN P3–P5，每个位置 9 个锚框直接分类（focal loss）+ 回归，无候选框 → 按类 NMS"),
+    "FCOS": Detector(
+        "fcos_digits", run_fcos, "", "points",
+        "FPN P3–P5 每个点直接预测类别、(l, t, r, b) 与 centerness，无锚框 → 按类 NMS"),
+}
+
+
+def shipped_detectors() -> list[str]:
+    """Display names of the detectors whose checkpoint is listed in SHA256SUMS and present."""
+    shipped = checkpoints.shipped_names(checkpoints.CHECKPOINT_DIR)
+    return [name for name, spec in DETECTORS.items() if spec.checkpoint in shipped]
+
+
+@lru_cache(maxsize=len(DETECTORS))
+def _model(checkpoint: str):
+    """Load a shipped model once (hash-checked, ``weights_only=True``), then keep it."""
+    return checkpoints.load_pretrained(checkpoint, checkpoints.CHECKPOINT_DIR)
+
+
+@lru_cache(maxsize=1)
+def _test_canvases() -> DigitCanvases:
+    return DigitCanvases("test", size=NUM_TEST_CANVASES)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _threshold(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} 必须是 0 到 1 之间的数字（收到 {value!r}）") from None
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise BadInput(f"{name} 必须在 0 到 1 之间（收到 {value}）")
+    return number
+
+
+def _as_bool(value, name: str) -> bool:
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise BadInput(f"{name} 必须是 True 或 False（收到 {value!r}）")
+
+
+def _grey(pixels: np.ndarray) -> np.ndarray:
+    """uint8 or float [H, W], [H, W, 1/3/4] -> float [H, W] in [0, 1]; transparent pixels count as white."""
+    if pixels.dtype == np.uint8:
+        values = pixels.astype(np.float64) / 255
+    elif np.issubdtype(pixels.dtype, np.floating) and pixels.dtype != np.float16:
+        values = pixels.astype(np.float64)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise BadInput("画板图像的浮点像素值必须在 0 到 1 之间（wrong mode）")
+    else:
+        raise BadInput(f"画板图像的像素类型不对（wrong mode）：需要 uint8 或 0–1 的浮点数，收到 {pixels.dtype}")
+    if values.ndim == 2:
+        return values
+    channels = values.shape[2]
+    if channels == 1:
+        return values[:, :, 0]
+    grey = values[:, :, :3] @ np.array([0.299, 0.587, 0.114]) if channels in (3, 4) else values[:, :, 0]
+    if channels == 4:  # the Sketchpad's composite is flattened on white: do the same
+        alpha = values[:, :, 3]
+        grey = grey * alpha + (1 - alpha)
+    return grey
+
+
+def sketch_to_image(sketch) -> tuple[torch.Tensor, str]:
+    """A Sketchpad value (dict with "composite", or an image array / PIL image) -> (float [3, 128, 128], note).
+
+    Light background (dark strokes) is inverted to light strokes on dark; a non-square drawing is padded
+    with the background to a square before it is resized.
+    """
+    if isinstance(sketch, dict):
+        sketch = sketch.get("composite")
+    if sketch is None:
+        raise BadInput("画板是空的（empty sketch）：请先用画笔写几个数字")
+    if isinstance(sketch, Image.Image):
+        sketch = np.asarray(sketch.convert("RGBA"))
+    if not isinstance(sketch, np.ndarray):
+        raise BadInput(f"无法识别画板的内容（wrong mode）：收到 {type(sketch).__name__}")
+    if sketch.ndim not in (2, 3) or (sketch.ndim == 3 and sketch.shape[2] not in (1, 3, 4)):
+        raise BadInput(f"画板图像的形状不对（wrong mode）：需要 [H, W] 或 [H, W, 1/3/4]，收到 {list(sketch.shape)}")
+    height, width = sketch.shape[:2]
+    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
+        raise BadInput(f"画板尺寸不对（wrong size）：{width}×{height}，每边需在 {MIN_SIDE} 到 {MAX_SIDE} 像素之间")
+    grey = _grey(sketch)  # [H, W] in [0, 1]
+    if grey.max() - grey.min() < BLANK_RANGE:
+        shade = "全白" if grey.mean() > 0.5 else "全黑"
+        raise BadInput(f"画板是空的（empty sketch，{shade}）：请先用画笔写几个数字")
+    notes = []
+    if np.median(grey) > 0.5:  # mostly light: dark strokes on a light background
+        grey = 1 - grey
+        notes.append("已反色为黑底白字 / invert")
+    if height != width:  # pad with the background so the digits keep their shape
+        side = max(height, width)
+        padded = np.full((side, side), float(np.median(grey)))
+        top, left = (side - height) // 2, (side - width) // 2
+        padded[top:top + height, left:left + width] = grey
+        grey = padded
+        notes.append("补边成正方形")
+    pixels = Image.fromarray((grey * 255).round().astype(np.uint8)).resize((CANVAS, CANVAS), Image.LANCZOS)
+    values = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255)  # [128, 128]
+    notes.append(f"缩放到 {CANVAS}×{CANVAS}" if (height, width) != (CANVAS, CANVAS) else "")
+    note = "，".join(n for n in notes if n)
+    return values.expand(3, -1, -1).contiguous(), f"手绘（{width}×{height}{'，' + note if note else ''}）"
+
+
+def load_image(source, sketch, index, upload) -> tuple[torch.Tensor, str, dict | None, int | None]:
+    """-> (float image [3, 128, 128] in [0, 1], description, ground truth {"boxes", "labels"} or None,
+    test canvas index or None)."""
+    if source == "sketch":
+        image, description = sketch_to_image(sketch)
+        return image, description, None, None
+    if source == "upload":
+        path = _upload_path(upload)
+        if path is None:
+            raise BadInput("请先上传一张图片（PNG 或 JPEG），或改选“测试画布”或“手绘”")
+        picture, (width, height) = load_upload(path)  # RGB, checked before decoding
+        picture = picture.resize((CANVAS, CANVAS), resample=Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+        grey = pixels.mean(0)
+        if float(grey.max() - grey.min()) < BLANK_RANGE:
+            raise BadInput("图片几乎是纯色的（全黑或全白，blank image）：上面没有可检测的数字")
+        shape = "，宽高比改变" if width != height else ""
+        return pixels, f"上传的图片（{width}×{height}，缩放到 {CANVAS}×{CANVAS}{shape}）", None, None
+    if source != "canvas":
+        raise BadInput(f"未知的图片来源 {source!r}，可选：{', '.join(SOURCES)}")
+    index = int_in_range(index, "测试画布编号", 0, NUM_TEST_CANVASES - 1)
+    image, target = _test_canvases()[index]
+    return image, f"测试画布 #{index}（{len(target['labels'])} 个数字）", target, index
+
+
+# ----------------------------------------------------------------------------------------------------
+# The handler
+
+
+def run_detector(source, sketch, index, upload, detector, score_threshold, nms_threshold, max_detections,
+                 show_proposals=False, num_proposals=20, show_cells=False, level=0, cell_x=64, cell_y=64):
+    """(image source "sketch"/"canvas"/"upload", Sketchpad value, test canvas index, uploaded file, detector
+    name, score threshold, NMS IoU threshold, max detections, show proposals?, how many, show anchors /
+    points?, feature level, cell position x, y in pixels) -> (Figure or None, Markdown, table rows)."""
+    try:
+        if detector not in DETECTORS:
+            raise BadInput(f"未知的检测器 {detector!r}，可选：{', '.join(DETECTORS)}")
+        score_threshold = _threshold(score_threshold, "分数阈值 (score threshold)")
+        nms_threshold = _threshold(nms_threshold, "NMS IoU 阈值 (NMS IoU threshold)")
+        max_detections = int_in_range(max_detections, "最多检测数 (max detections)", 1, MAX_DETECTIONS)
+        show_proposals = _as_bool(show_proposals, "显示候选框 (show proposals)")
+        num_proposals = int_in_range(num_proposals, "候选框数 (proposals)", 1, MAX_SHOWN_PROPOSALS)
+        show_cells = _as_bool(show_cells, "显示锚框 / 特征点 (show anchors / points)")
+        level = int_in_range(level, "特征层 (level)", 0, MAX_LEVEL)
+        cell = (int_in_range(cell_x, "位置 x", 0, CANVAS - 1), int_in_range(cell_y, "位置 y", 0, CANVAS - 1))
+        image, description, target, test_index = load_image(source, sketch, index, upload)
+    except BadInput as err:
+        return None, f"**输入有误：** {err}", []
+    spec = DETECTORS[detector]
+    if detector not in shipped_detectors():
+        return None, (f"**缺少模型文件 (missing checkpoint)：** {spec.checkpoint}.pt 还没有训练好或不在 "
+                      f"SHA256SUMS 里；可用的检测器：{', '.join(shipped_detectors()) or '无'}"), []
+    try:
+        model = _model(spec.checkpoint)
+        start = time.perf_counter()
+        run = spec.run(model, image, score_threshold, nms_threshold, max_detections, show_cells, test_index)
+        milliseconds = (time.perf_counter() - start) * 1000
+    except FileNotFoundError as err:
+        return None, f"**缺少模型文件 (missing checkpoint)：** {err}", []
+    except checkpoints.CheckpointError as err:
+        return None, f"**模型文件校验失败 (checksum mismatch)：** {err}", []
+    except Exception as err:  # a reader sees a message, never a traceback
+        logger.exception("lecture14 detector demo failed")
+        return None, f"**出错了：** {type(err).__name__}（请换一组输入再试）", []
+    try:
+        options = (score_threshold, nms_threshold, max_detections, show_proposals, num_proposals, show_cells,
+                   level, cell)
+        return _report(image, description, target, detector, spec, run, milliseconds, *options)
+    except Exception as err:
+        logger.exception("lecture14 detector demo could not draw its result")
+        return None, f"**出错了：** {type(err).__name__}（请换一组输入再试）", []
+
+
+def match_to_ground_truth(detections: dict, target: dict) -> list[tuple[int, float] | None]:
+    """Greedy matching in score order (as COCO at IoU 0.5, ignoring the class): for each detection
+    (gt index, IoU) of the unmatched ground-truth box it overlaps most with IoU >= 0.5, else None."""
+    if len(detections["boxes"]) == 0 or len(target["boxes"]) == 0:
+        return [None] * len(detections["boxes"])
+    ious = box_iou(detections["boxes"].float().cpu(), target["boxes"].float())  # [D, G]
+    taken, matches = set(), []
+    for row in ious:  # detections are sorted by decreasing score
+        order = [g for g in row.argsort(descending=True).tolist() if g not in taken and row[g] >= 0.5]
+        if order:
+            taken.add(order[0])
+            matches.append((order[0], float(row[order[0]])))
+        else:
+            matches.append(None)
+    return matches
+
+
+def _report(image, description, target, detector, spec, run, milliseconds, score_threshold, nms_threshold,
+            max_detections, show_proposals, num_proposals, show_cells, level, cell):
+    result = {key: value.detach().cpu() for key, value in run.detections.items()}
+    matches = match_to_ground_truth(result, target) if target is not None else [None] * len(result["boxes"])
+    rows = []
+    for i, (box, score, label, match) in enumerate(zip(result["boxes"], result["scores"], result["labels"], matches)):
+        iou = "—" if match is None else round(match[1], 3)
+        rows.append([i + 1, int(label), round(float(score), 3), *(round(float(v), 1) for v in box), iou])
+
+    lines = [f"**{detector}** · {description}",
+             f"- 检测到 **{len(rows)}** 个数字（分数阈值 {score_threshold:g}，NMS IoU 阈值 {nms_threshold:g}，"
+             f"最多 {max_detections} 个），用时 **{milliseconds:.1f} ms**（CPU，含全部阶段"
+             f"{'；' + run.note if run.note else ''}）",
+             f"- {spec.summary}"]
+    if target is not None:
+        truth = "、".join(f"{int(label)} [{', '.join(f'{v:g}' for v in box.tolist())}]"
+                         for box, label in zip(target["boxes"], target["labels"]))
+        found = {m[0]: (m[1], int(result["labels"][i]) == int(target["labels"][m[0]]))
+                 for i, m in enumerate(matches) if m is not None}
+        correct = sum(ok for _, ok in found.values())
+        lines.append(f"- 真实框（白色虚线）：{truth}")
+        lines.append(f"- IoU ≥ 0.5 匹配到 {len(found)}/{len(target['boxes'])} 个真实框，其中数字也对的 {correct} 个；"
+                     "表格最后一列是每个匹配上的检测框与其真实框的 IoU")
+    shown_proposals = None
+    if show_proposals:
+        if spec.proposals and run.proposals is not None:
+            shown_proposals = run.proposals[:num_proposals].detach().cpu()
+            rank = "得分最高" if spec.proposals == "RPN" else "排在最前"
+            lines.append(f"- 灰色细框：{spec.proposals} {rank}的 {len(shown_proposals)} 个候选框"
+                         f"（共 {len(run.proposals)} 个）")
+        else:
+            lines.append(f"- {detector} 是单阶段检测器，没有候选框 (proposals)")
+    cell_drawing = None
+    if show_cells:
+        cell_drawing, line = _cell_overlay(run, level, cell)
+        lines.append(line)
+    return _figure(image, result, shown_proposals, target, cell_drawing), "\n".join(lines), rows
+
+
+def _cell_overlay(run: Run, level: int, cell: tuple[int, int]):
+    """What to draw for the chosen level and pixel position: (drawing dict, Markdown line)."""
+    levels = run.anchor_levels or run.point_levels
+    if not levels:
+        return None, "- 这个检测器没有可显示的锚框或特征点"
+    note = ""
+    if level >= len(levels):
+        note = f"（只有 {len(levels)} 层，改用第 {len(levels) - 1} 层）"
+        level = len(levels) - 1
+    chosen = levels[level]
+    grid_h, grid_w = chosen.grid
+    col, row = min(cell[0] // chosen.stride, grid_w - 1), min(cell[1] // chosen.stride, grid_h - 1)
+    centre = (col * chosen.stride, row * chosen.stride)  # anchors and FCOS points sit at (x * s, y * s)
+    if isinstance(chosen, AnchorLevel):
+        first = (row * grid_w + col) * chosen.per_cell  # anchors are location-major, then the K shapes
+        anchors = chosen.anchors[first:first + chosen.per_cell].detach().cpu()
+        name = f"第 {level} 层（P{level + 3}，" if len(levels) > 1 else "特征图（"
+        line = (f"- 青色虚线：{name}stride {chosen.stride}，{grid_h}×{grid_w}）格子 (行 {row}, 列 {col}) "
+                f"的全部 {chosen.per_cell} 个锚框 (anchors)，中心 {centre}{note}")
+        return {"anchors": anchors, "centre": centre}, line
+    index = row * grid_w + col
+    points = chosen.points.detach().cpu()
+    box = chosen.boxes[index].detach().cpu()
+    score, label = float(chosen.scores[index]), int(chosen.labels[index])
+    line = (f"- 青色点：第 {level} 层（P{level + 3}，stride {chosen.stride}，{grid_h}×{grid_w}）的全部特征点；"
+            f"选中的点 {centre} 预测的框（青色虚线）：数字 {label}，分数 {score:.3f}{note}")
+    return {"points": points, "centre": centre, "box": box, "label": label, "score": score}, line
+
+
+def _figure(image, result, proposals, target, cell_drawing) -> Figure:
+    figure = Figure(figsize=(5.2, 5.2), dpi=100)
+    ax = figure.add_subplot(1, 1, 1)
+    show_image(ax, image)
+    if proposals is not None and len(proposals):
+        draw_boxes(ax, proposals, colors="#bbbbbb", linewidth=0.6, alpha=0.7)
+    if target is not None:
+        draw_boxes(ax, target["boxes"], colors="white", linestyle=":", linewidth=1.0)
+    colours = [PALETTE[int(label) % len(PALETTE)] for label in result["labels"].tolist()]
+    draw_boxes(ax, result["boxes"], labels=result["labels"].tolist(), scores=result["scores"].tolist(),
+               colors=colours, linewidth=2.0, fontsize=9)
+    if cell_drawing is not None:
+        if "anchors" in cell_drawing:
+            draw_boxes(ax, cell_drawing["anchors"], colors="cyan", linestyle="--", linewidth=1.0)
+        else:
+            ax.scatter(cell_drawing["points"][:, 0], cell_drawing["points"][:, 1], s=3, c="cyan", alpha=0.6)
+            draw_boxes(ax, cell_drawing["box"], labels=[cell_drawing["label"]], scores=[cell_drawing["score"]],
+                       colors="cyan", linestyle="--", linewidth=1.2, fontsize=8, text_inside=True)
+        ax.plot(*cell_drawing["centre"], marker="+", color="cyan", markersize=12, markeredgewidth=2)
+        ax.set_xlim(0, CANVAS)
+        ax.set_ylim(CANVAS, 0)  # anchors may stick out of the image: keep the image's frame
+    figure.tight_layout(pad=0.2)
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------------
+# The page
+
+
+def _control_updates(detector):
+    """Visibility and labels of the proposal / anchor controls for one detector."""
+    spec = DETECTORS.get(detector)
+    proposals = spec.proposals if spec is not None else ""
+    cells = spec.cells if spec is not None else ""
+    proposal_label = (f"显示 {proposals} 候选框 (show {'RPN ' if proposals == 'RPN' else ''}proposals, top N)"
+                      if proposals else "显示候选框 (show proposals)")
+    cell_label = {"anchors": "显示所选格子的全部锚框 (show anchors)",
+                  "points": "显示特征点与所选点的预测框 (show FCOS points)"}.get(cells, "显示锚框 (show anchors)")
+    return (gr.update(visible=bool(proposals), label=proposal_label), gr.update(visible=bool(proposals)),
+            gr.update(visible=bool(cells), label=cell_label), gr.update(visible=bool(cells)),
+            gr.update(visible=bool(cells)), gr.update(visible=bool(cells)))
+
+
+def build_demo() -> gr.Blocks:
+    shipped = shipped_detectors()
+    names = shipped or list(DETECTORS)  # with nothing shipped the handler explains what is missing
+    proposal_box, proposal_count, cell_box, level_slider, x_slider, y_slider = _control_updates(names[0])
+    with gr.Blocks(title="Lecture 14 · 训练好的检测器", analytics_enabled=False) as demo:
+        gr.Markdown(f"## Lecture 14 · {' / '.join(names)}\n"
+                    "在数字画布上从零训练的检测器。手写几个数字（黑字白底或白字黑底都行），或选一张测试画布，"
+                    "或上传图片（会转成 RGB 并缩放到 128×128）。三个阈值直接传给检测器内部的推理函数。")
+        with gr.Row():
+            with gr.Column(scale=1):
+                source = gr.Radio([("手绘 (sketch)", "sketch"), ("测试画布", "canvas"), ("上传图片", "upload")],
+                                  value="canvas", label="图片来源", elem_id="det14-source")
+                sketch = gr.Sketchpad(type="numpy", image_mode="RGB", canvas_size=(384, 384), fixed_canvas=True,
+                                      brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed"),
+                                      label="手写数字（写大一些：每个数字占画板高度的 1/6 到 1/2）",
+                                      elem_id="det14-sketch")
+                index = gr.Slider(0, NUM_TEST_CANVASES - 1, value=0, step=1, label="测试画布编号",
+                                  elem_id="det14-index")
+                upload = gr.File(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
+                                 elem_id="det14-upload")
+            with gr.Column(scale=1):
+                detector = gr.Radio(names, value=names[0], label="检测器 (detector)", elem_id="det14-model")
+                score = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="分数阈值 (score threshold)",
+                                  elem_id="det14-score")
+                nms_iou = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="NMS IoU 阈值 (NMS IoU threshold)",
+                                    elem_id="det14-nms")
+                max_det = gr.Slider(1, MAX_DETECTIONS, value=MAX_DETECTIONS, step=1,
+                                    label="最多检测数 (max detections)", elem_id="det14-max")
+                show_proposals = gr.Checkbox(value=False, label=proposal_box["label"],
+                                             visible=proposal_box["visible"], elem_id="det14-show-proposals")
+                num_proposals = gr.Slider(1, MAX_SHOWN_PROPOSALS, value=20, step=1, label="候选框数 N",
+                                          visible=proposal_count["visible"], elem_id="det14-proposals")
+                show_cells = gr.Checkbox(value=False, label=cell_box["label"], visible=cell_box["visible"],
+                                         elem_id="det14-show-cells")
+                level = gr.Slider(0, 2, value=0, step=1, label="特征层 (level)：0 = stride 8，1 = 16，2 = 32",
+                                  visible=level_slider["visible"], elem_id="det14-level")
+                cell_x = gr.Slider(0, CANVAS - 1, value=64, step=1, label="所选格子：x（像素）",
+                                   visible=x_slider["visible"], elem_id="det14-x")
+                cell_y = gr.Slider(0, CANVAS - 1, value=64, step=1, label="所选格子：y（像素）",
+                                   visible=y_slider["visible"], elem_id="det14-y")
+                button = gr.Button("检测 (detect)", variant="primary", elem_id="det14-run")
+        with gr.Row():
+            with gr.Column(scale=1):
+                plot = gr.Plot(label="检测结果", elem_id="det14-plot")
+            with gr.Column(scale=1):
+                info = gr.Markdown(elem_id="det14-info")
+                table = gr.Dataframe(headers=TABLE_HEADERS, label="检测列表", interactive=False,
+                                     elem_id="det14-table")
+        inputs = [source, sketch, index, upload, detector, score, nms_iou, max_det, show_proposals, num_proposals,
+                  show_cells, level, cell_x, cell_y]
+        outputs = [plot, info, table]
+        button.click(run_detector, inputs, outputs, api_name="detect")
+        for slider in (index, score, nms_iou, max_det, num_proposals, level, cell_x, cell_y):
+            slider.release(run_detector, inputs, outputs)
+        for toggle in (show_proposals, show_cells, source):
+            toggle.input(run_detector, inputs, outputs)
+        detector.change(_control_updates, detector,
+                        [show_proposals, num_proposals, show_cells, level, cell_x, cell_y]).then(
+            run_detector, inputs, outputs)
+    return demo

@@ -1,0 +1,10 @@
+"""Evaluation metrics, each equal to its reference implementation (tested against it).
+
+    coco_eval.py    coco_evaluate: the 12 COCO box numbers (AP@[.5:.95], AP50, ..., AR100), = pycocotools
+    voc_ap.py       voc_ap: PASCAL VOC 2007 11-point and VOC 2010+ area-under-the-curve AP
+"""
+
+from lectures_code.metrics.coco_eval import coco_evaluate, format_stats
+from lectures_code.metrics.voc_ap import voc_ap
+
+__all__ = ["coco_evaluate", "format_stats", "voc_ap"]

@@ -1,0 +1,37 @@
+"""Pure tensor functions in the style of ``torchvision.ops``: one op family a file, no model, no state.
+
+Every function takes and returns tensors on any device, states its formats and shapes in its
+docstring, and is tested against the reference library (torchvision) on random and edge inputs.
+Nothing here imports another part of ``lectures_code``.
+
+    boxes.py        box_area, box_iou, box_convert (xyxy / xywh / cxcywh)
+    box_coding.py   encode_boxes / decode_boxes: (tx, ty, tw, th) and back
+    nms.py          nms, batched_nms, nms_simple (greedy, equal to torchvision index for index)
+    roi_pool.py     roi_pool: Fast R-CNN's RoI max pooling
+    roi_align.py    roi_align (bilinear, Mask R-CNN), map_rois_to_levels (FPN eq. 1)
+    losses.py       sigmoid_focal_loss, generalized_box_iou, generalized_box_iou_loss
+"""
+
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_area, box_convert, box_iou
+from lectures_code.ops.losses import generalized_box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.nms import batched_nms, nms, nms_simple
+from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
+from lectures_code.ops.roi_pool import roi_pool
+
+__all__ = [
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "decode_boxes",
+    "encode_boxes",
+    "generalized_box_iou",
+    "generalized_box_iou_loss",
+    "map_rois_to_levels",
+    "nms",
+    "nms_simple",
+    "roi_align",
+    "roi_pool",
+    "sigmoid_focal_loss",
+]
