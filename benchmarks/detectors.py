@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lectures_code import checkpoints  # noqa: E402
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
-from lectures_code.figures.lecture14_detectors import DETECTORS, detect  # noqa: E402
 from lectures_code.detection.rcnn import proposals_for  # noqa: E402
+from lectures_code.figures.lecture14_detectors import DETECTORS, detect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAIN_BATCH = 8

@@ -22,8 +22,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from lectures_code.demos.common import BadInput, int_in_range
-from lectures_code.ops.boxes import box_area, box_iou
-from lectures_code.metrics.coco_eval import IOU_THRESHOLDS, coco_evaluate
 from lectures_code.figures.lecture13 import (
     canvas_ground_truth,
     iou_verdict,
@@ -31,6 +29,8 @@ from lectures_code.figures.lecture13 import (
     precision_recall_points,
     synthetic_detections,
 )
+from lectures_code.metrics.coco_eval import IOU_THRESHOLDS, coco_evaluate
+from lectures_code.ops.boxes import box_area, box_iou
 from lectures_code.ops.nms import nms
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 

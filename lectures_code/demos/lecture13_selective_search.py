@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from lectures_code.demos.common import BadInput, int_in_range
-from lectures_code.figures.lecture13 import digit_canvas
 from lectures_code.detection.selective_search import selective_search
+from lectures_code.figures.lecture13 import digit_canvas
 from lectures_code.plotting import PALETTE, draw_boxes, show_image, to_rgb_uint8
 
 logger = logging.getLogger(__name__)

@@ -31,10 +31,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code.demos.common import BadInput, int_in_range
-from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import DigitCanvases
+from lectures_code.demos.common import BadInput, int_in_range
+from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
 from lectures_code.ops.boxes import box_iou
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 

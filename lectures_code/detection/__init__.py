@@ -26,21 +26,21 @@ their shipped weights load with ``lectures_code.checkpoints.load_pretrained("fco
 """
 
 from lectures_code.detection.anchors import AnchorGenerator, base_anchors, grid_anchors
-from lectures_code.ops.box_coding import decode_boxes, encode_boxes
-from lectures_code.ops.boxes import box_area, box_convert, box_iou
-from lectures_code.metrics.coco_eval import coco_evaluate, format_stats
 from lectures_code.detection.fcos_targets import assign_fcos_targets, centerness_target
-from lectures_code.ops.losses import generalized_box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.detection.matcher import match_boxes
-from lectures_code.ops.nms import batched_nms, nms, nms_simple
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
-from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
-from lectures_code.ops.roi_pool import roi_pool
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.selective_search import proposal_recall, selective_search
 from lectures_code.detection.sliding_window import count_all_windows, count_windows, enumerate_windows
+from lectures_code.metrics.coco_eval import coco_evaluate, format_stats
 from lectures_code.metrics.voc_ap import voc_ap
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_area, box_convert, box_iou
+from lectures_code.ops.losses import generalized_box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.nms import batched_nms, nms, nms_simple
+from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
+from lectures_code.ops.roi_pool import roi_pool
 
 __all__ = [
     "AnchorGenerator",

@@ -61,8 +61,6 @@ from lectures_code.detection.faster_rcnn import (
     small_backbone,
 )
 from lectures_code.detection.rcnn import MAX_PROPOSALS, STRATEGY, proposals_for
-from lectures_code.ops.roi_align import roi_align
-from lectures_code.ops.roi_pool import roi_pool
 from lectures_code.detection.training_cli import (
     check_recipe,
     evaluate_on_canvases,
@@ -72,6 +70,8 @@ from lectures_code.detection.training_cli import (
     save_training_state,
     training_parts,
 )
+from lectures_code.ops.roi_align import roi_align
+from lectures_code.ops.roi_pool import roi_pool
 
 POOLED_SIZE = 7
 SAMPLING_RATIO = 2

@@ -45,11 +45,7 @@ import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.ops.box_coding import decode_boxes, encode_boxes
-from lectures_code.ops.boxes import box_iou
 from lectures_code.detection.matcher import match_boxes
-from lectures_code.ops.nms import batched_nms, nms
-from lectures_code.ops.roi_align import roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.training_cli import (
@@ -61,6 +57,10 @@ from lectures_code.detection.training_cli import (
     save_training_state,
     training_parts,
 )
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_iou
+from lectures_code.ops.nms import batched_nms, nms
+from lectures_code.ops.roi_align import roi_align
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance

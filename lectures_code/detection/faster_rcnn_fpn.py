@@ -55,7 +55,6 @@ from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.ops.box_coding import decode_boxes
 from lectures_code.detection.faster_rcnn import (
     BOX_WEIGHTS,
     RPN_WEIGHTS,
@@ -70,8 +69,6 @@ from lectures_code.detection.faster_rcnn import (
     small_backbone,
 )
 from lectures_code.detection.fcos import FeaturePyramid
-from lectures_code.ops.nms import batched_nms
-from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
 from lectures_code.detection.training_cli import (
@@ -82,6 +79,9 @@ from lectures_code.detection.training_cli import (
     save_training_state,
     training_parts,
 )
+from lectures_code.ops.box_coding import decode_boxes
+from lectures_code.ops.nms import batched_nms
+from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
 
 STRIDES = (8, 16, 32)  # P3, P4, P5
 LEVELS = (3, 4, 5)  # k = log2(stride), the FPN paper's level numbers

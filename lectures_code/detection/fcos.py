@@ -37,8 +37,6 @@ from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.detection.fcos_targets import centerness_target, fcos_points, match_points_to_boxes
-from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
-from lectures_code.ops.nms import batched_nms
 from lectures_code.detection.training_cli import (
     check_recipe,
     evaluate_on_canvases,
@@ -48,6 +46,8 @@ from lectures_code.detection.training_cli import (
     save_training_state,
     training_parts,
 )
+from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.nms import batched_nms
 
 STRIDES = (8, 16, 32)
 SCALE_RANGES = ((0, 32), (32, 64), (64, math.inf))  # max(l, t, r, b) in pixels, per level (see module doc)

@@ -49,8 +49,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
-from lectures_code.ops.box_coding import decode_boxes, encode_boxes
-from lectures_code.ops.nms import batched_nms
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
 from lectures_code.detection.single_object import warmup_cosine  # the same schedule for both detectors
@@ -60,6 +58,8 @@ from lectures_code.detection.training_cli import (
     progress_bar,
     save_training_state,
 )
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.nms import batched_nms
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
 CROP_SIZE = 32

@@ -60,12 +60,8 @@ from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.ops.box_coding import decode_boxes, encode_boxes
-from lectures_code.ops.boxes import box_iou
 from lectures_code.detection.fcos import Backbone, FeaturePyramid, render_split
-from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.detection.matcher import BETWEEN_THRESHOLDS, match_boxes
-from lectures_code.ops.nms import batched_nms
 from lectures_code.detection.training_cli import (
     check_recipe,
     evaluate_on_canvases,
@@ -75,6 +71,10 @@ from lectures_code.detection.training_cli import (
     save_training_state,
     training_parts,
 )
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_iou
+from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.nms import batched_nms
 
 STRIDES = (8, 16, 32)
 # 3 octave scales per level, 2 strides at the smallest (torchvision: 4 strides); int() as torchvision.

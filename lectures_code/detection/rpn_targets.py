@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lectures_code.detection.matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match_boxes
 from lectures_code.ops.box_coding import encode_boxes
 from lectures_code.ops.boxes import box_iou
-from lectures_code.detection.matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match_boxes
 
 
 def _check(name: str, boxes: Tensor) -> None:

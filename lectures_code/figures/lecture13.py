@@ -24,12 +24,12 @@ from matplotlib.patches import Patch, Rectangle
 
 import lectures_code.plotting  # noqa: F401  (Agg off-screen backend and the CJK font)
 from lectures_code.data.digit_canvases import DigitCanvases, to_coco
-from lectures_code.ops.box_coding import decode_boxes, encode_boxes
-from lectures_code.ops.boxes import box_area, box_iou
-from lectures_code.metrics.coco_eval import coco_box_iou, coco_evaluate
-from lectures_code.ops.nms import nms
 from lectures_code.detection.selective_search import proposal_recall, selective_search
 from lectures_code.detection.sliding_window import count_all_windows, count_windows
+from lectures_code.metrics.coco_eval import coco_box_iou, coco_evaluate
+from lectures_code.ops.box_coding import decode_boxes, encode_boxes
+from lectures_code.ops.boxes import box_area, box_iou
+from lectures_code.ops.nms import nms
 from lectures_code.plotting import PALETTE, draw_boxes, show_image, to_rgb_uint8
 
 SVG_HASH_SALT = "eecs498-lecture13"  # fixed ids inside the SVG, so the same figure gives the same bytes

@@ -29,9 +29,9 @@ from matplotlib.patches import Patch, Rectangle
 
 import lectures_code.plotting  # noqa: F401  (Agg off-screen backend and the CJK font)
 from lectures_code.figures.lecture13 import _png, _svg, digit_canvas
+from lectures_code.lecture14.roi_teaching import roi_align_sample_points, roi_pool_bins
 from lectures_code.ops.roi_align import roi_align
 from lectures_code.ops.roi_pool import roi_pool
-from lectures_code.lecture14.roi_teaching import roi_align_sample_points, roi_pool_bins
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 
 ROI_CANVAS = 2  # val canvas 2: one large "9"

@@ -21,9 +21,9 @@ import lectures_code.plotting  # noqa: F401  (Agg off-screen backend and the CJK
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.ops.boxes import box_iou
-from lectures_code.figures.lecture13 import _png, _svg
 from lectures_code.detection.rpn_targets import rpn_targets
+from lectures_code.figures.lecture13 import _png, _svg
+from lectures_code.ops.boxes import box_iou
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "data"

@@ -20,10 +20,10 @@ from PIL import Image
 
 from lectures_code.demos import lecture13_boxes as boxes_demo
 from lectures_code.demos import lecture13_selective_search as ss_demo
-from lectures_code.ops.boxes import box_iou
-from lectures_code.figures.lecture13 import canvas_ground_truth, synthetic_detections
-from lectures_code.ops.nms import nms
 from lectures_code.detection.selective_search import selective_search
+from lectures_code.figures.lecture13 import canvas_ground_truth, synthetic_detections
+from lectures_code.ops.boxes import box_iou
+from lectures_code.ops.nms import nms
 
 tv_ops = pytest.importorskip("torchvision.ops")
 pycocotools_coco = pytest.importorskip("pycocotools.coco")

@@ -9,9 +9,9 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code.demos import lecture13_detector as demo
 from lectures_code.checkpoints import load_pretrained
 from lectures_code.data.digit_canvases import DigitCanvases
+from lectures_code.demos import lecture13_detector as demo
 from lectures_code.detection.rcnn import detect, proposals_for
 from lectures_code.detection.single_object import predict_single_object
 

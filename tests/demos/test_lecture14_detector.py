@@ -17,9 +17,9 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code.demos import lecture14_detector as demo
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import load_mnist_subset, split_pool
+from lectures_code.demos import lecture14_detector as demo
 from lectures_code.detection.fcos import fcos_detect
 
 tv_ops = pytest.importorskip("torchvision.ops")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.models.detection._utils import Matcher
 
-from lectures_code.ops.boxes import box_iou
 from lectures_code.detection.matcher import match_boxes
+from lectures_code.ops.boxes import box_iou
 
 # (high, low, allow_low_quality_matches): RPN, Fast R-CNN box head, RetinaNet, and a degenerate one.
 SETTINGS = [(0.7, 0.3, True), (0.5, 0.5, False), (0.5, 0.4, True), (0.7, 0.3, False), (0.5, 0.5, True)]

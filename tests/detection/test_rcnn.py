@@ -13,7 +13,6 @@ from torchvision.ops import box_iou as tv_box_iou
 from lectures_code import checkpoints
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection import rcnn
-from lectures_code.ops.box_coding import decode_boxes
 from lectures_code.detection.rcnn import (
     BOX_WEIGHTS,
     RCNN,
@@ -26,6 +25,7 @@ from lectures_code.detection.rcnn import (
     sample_minibatches,
     train_rcnn,
 )
+from lectures_code.ops.box_coding import decode_boxes
 
 # Measured when the checkpoint was made: see docs/data/lecture13_detectors.json ("test_first_40").
 MIN_AP50_FIRST_40 = 0.88  # measured 0.931 (AP 0.739)

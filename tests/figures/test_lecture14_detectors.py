@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from lectures_code import checkpoints
+from lectures_code.figures import FIGURES as ALL_FIGURES
 from lectures_code.figures import lecture14_detectors as figures_detectors
 from lectures_code.figures.lecture14_detectors import DETECTORS, FIGURES, canvas_with_sizes, detect, test_canvases
-from lectures_code.figures import FIGURES as ALL_FIGURES
 
 tv_detection = pytest.importorskip("torchvision.models.detection")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lectures_code.ops.roi_align import roi_align
-from lectures_code.ops.roi_pool import roi_pool
 from lectures_code.lecture14.roi_teaching import (
     bilinear_interpolate,
     roi_align_sample_points,
@@ -19,6 +17,8 @@ from lectures_code.lecture14.roi_teaching import (
     roi_pool_simple,
     round_half_away_from_zero,
 )
+from lectures_code.ops.roi_align import roi_align
+from lectures_code.ops.roi_pool import roi_pool
 
 tv_ops = pytest.importorskip("torchvision.ops")
 
