@@ -29,14 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lectures_code import checkpoints  # noqa: E402
+from lectures_code import registry  # noqa: E402
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
 from lectures_code.detection.rcnn import proposals_for  # noqa: E402
-from lectures_code.figures.lecture14_detectors import DETECTORS, detect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAIN_BATCH = 8
-EXTERNAL_PROPOSALS = ("rcnn_digits", "fast_rcnn_digits")
+DETECTORS = {entry.name: entry for entry in registry.MODELS.values() if entry.task == "detection"}
 PROPOSAL_COUNTS = (25, 100, 400, 1600)
 
 
@@ -56,8 +55,8 @@ def scaling_ms(models: dict, image: torch.Tensor, rounds: int) -> dict:
     result = {}
     for count in PROPOSAL_COUNTS:
         boxes = random_proposals(count, image.shape[-1], generator)
-        runs = {"rcnn": lambda boxes=boxes: rcnn_detect(models["rcnn_digits"], image, boxes),
-                "fast_rcnn": lambda boxes=boxes: models["fast_rcnn_digits"](image[None], [boxes])}
+        runs = {"rcnn": lambda boxes=boxes: rcnn_detect(models["rcnn"], image, boxes),
+                "fast_rcnn": lambda boxes=boxes: models["fast-rcnn"](image[None], [boxes])}
         times = {name: [] for name in runs}
         with torch.no_grad():
             for _ in range(rounds + 1):
@@ -68,15 +67,12 @@ def scaling_ms(models: dict, image: torch.Tensor, rounds: int) -> dict:
 
 
 def training_step(name: str, model, images: torch.Tensor, targets: list[dict], proposals: list[torch.Tensor]):
-    """Forward + losses + backward of one batch for detector ``name`` (gradients are then dropped)."""
+    """Forward + losses + backward of one batch for detector ``name`` (gradients are then dropped): the
+    train-mode forward returns the dict of losses, as the training loop calls it."""
     model.train()
-    if name == "fcos_digits":
-        from lectures_code.detection.fcos import fcos_loss
-
-        total = fcos_loss(model(images), targets)[0]
-    elif name == "fast_rcnn_digits":
+    if name == "fast-rcnn":
         total = sum(model(images, proposals, targets).values())
-    else:  # Faster R-CNN (+ FPN), RetinaNet: train-mode forward returns the dict of losses
+    else:
         total = sum(model(images, targets).values())
     total.backward()
     model.zero_grad(set_to_none=True)
@@ -98,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    names = [name for name in DETECTORS if name in checkpoints.shipped_names()]
-    models = {name: checkpoints.load_pretrained(name) for name in names}
+    names = [entry.name for entry in registry.shipped() if entry.name in DETECTORS]
+    models = {name: registry.load_pretrained(name) for name in names}
     test = DigitCanvases("test", size=args.images, seed=0)
     test_images = [test[i][0] for i in range(args.images)]
     train = DigitCanvases("train", size=TRAIN_BATCH, seed=0)
@@ -109,21 +105,21 @@ def main(argv: list[str] | None = None) -> dict:
     train_proposals = [proposals_for(image) for image in train_images]
 
     test_ms = {name: [] for name in names}
-    proposal_ms = {name: [] for name in names if name in EXTERNAL_PROPOSALS}
+    proposal_ms = {name: [] for name in names if DETECTORS[name].proposals == "Selective Search"}
     for image in [test_images[0]] + test_images:  # the first round is a warm-up, dropped below
         for name in names:
             with torch.no_grad():
-                test_ms[name].append(timed_ms(lambda name=name, image=image: detect(name, image)))
+                test_ms[name].append(timed_ms(lambda name=name, image=image: models[name].predict(image[None])))
             if name in proposal_ms:
                 proposal_ms[name].append(timed_ms(lambda image=image: proposals_for(image)))
-    train_ms = {name: [] for name in names if name != "rcnn_digits"}
+    train_ms = {name: [] for name in names if name != "rcnn"}  # R-CNN trains on warped crops, not canvases
     for _ in range(args.train_rounds + 1):
         for name in train_ms:
             train_ms[name].append(timed_ms(lambda name=name: training_step(
                 name, models[name], train_images, train_targets, train_proposals)) / TRAIN_BATCH)
 
     scaling = {}
-    if all(name in models for name in EXTERNAL_PROPOSALS):
+    if "rcnn" in models and "fast-rcnn" in models:
         scaling = scaling_ms(models, test_images[0], rounds=5)
 
     rows = {}
@@ -133,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             row["proposals_ms"] = round(statistics.median(proposal_ms[name][1:]), 2)
         if name in train_ms:
             row["train_ms_per_canvas"] = round(statistics.median(train_ms[name][1:]), 2)
-        rows[name.removesuffix("_digits")] = row
+        rows[DETECTORS[name].record[1]] = row
     result = {
         "command": "python benchmarks/detectors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": args.threads, "test_images": args.images, "train_batch": TRAIN_BATCH,
@@ -145,10 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     lines = ["| detector | test ms / canvas | of which Selective Search ms | train ms / canvas |",
              "| --- | ---: | ---: | ---: |"]
     for name in names:
-        row = rows[name.removesuffix("_digits")]
+        row = rows[DETECTORS[name].record[1]]
         proposals = f"{row['proposals_ms']:.1f}" if "proposals_ms" in row else "—"
         train = f"{row['train_ms_per_canvas']:.1f}" if "train_ms_per_canvas" in row else "n/a"
-        lines.append(f"| {DETECTORS[name][0]} | {row['test_ms']:.1f} | {proposals} | {train} |")
+        lines.append(f"| {DETECTORS[name].title} | {row['test_ms']:.1f} | {proposals} | {train} |")
     lines.append("")
     lines.append(f"CPU, {args.threads} thread(s), torch {torch.__version__}; medians over {args.images} test canvases "
                  f"(batch 1) and {args.train_rounds} training steps of {TRAIN_BATCH} canvases, detectors interleaved.")

@@ -16,8 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
-from lectures_code.detection.faster_rcnn_fpn import evaluate_faster_rcnn_fpn, load_pretrained  # noqa: E402
+from lectures_code.detection.evaluation import evaluate_detector  # noqa: E402
 from lectures_code.ops.roi_align import map_rois_to_levels  # noqa: E402
+from lectures_code.registry import load_pretrained  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCALES = (224, 48, 32)
@@ -32,14 +33,14 @@ def level_shares(scale: float, boxes: torch.Tensor) -> list[float]:
 
 def main() -> dict:
     torch.set_num_threads(1)
-    model = load_pretrained()
+    model = load_pretrained("faster-rcnn-fpn")
     trained_scale = model.roi_canonical_scale
     dataset = DigitCanvases("test", size=NUM_TEST_IMAGES, seed=0)
     boxes = torch.cat([dataset[i][1]["boxes"].float() for i in range(NUM_TEST_IMAGES)])
     rows = {}
     for scale in SCALES:
         model.roi_canonical_scale = scale
-        stats = evaluate_faster_rcnn_fpn(model, NUM_TEST_IMAGES, progress=False)["stats"]
+        stats = evaluate_detector(model, NUM_TEST_IMAGES)["stats"]
         rows[scale] = {"AP": round(stats[0], 4), "AP50": round(stats[1], 4), "AP_small": round(stats[3], 4),
                        "AP_medium": round(stats[4], 4), "gt_share_P3_P4_P5": level_shares(scale, boxes)}
         print(scale, rows[scale])

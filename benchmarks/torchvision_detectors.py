@@ -16,9 +16,10 @@ feeds ``images - 0.5`` to its backbone (mean 0.5, std 1), FCOS the raw [0, 1] im
 Labels: Faster R-CNN's softmax keeps 0 for background, so torchvision gets digit + 1 and its detections
 are mapped back; FCOS / RetinaNet use one sigmoid per class, so the digit 0..9 is the class column itself.
 
-The torchvision models are trained with our recipe (same DigitCanvases train images via the same render
-function, epochs, batch size, AdamW, lr, weight decay 1e-4, warm-up + cosine schedule, gradient clipping at
-10, seed, per-epoch shuffling; no augmentation, ours has none) and evaluated with our ``coco_evaluate``
+The torchvision models are trained by OUR training loop (``lectures_code.training.fit``) on our training set
+(``CanvasDetectionSet``) with the recipe of our shipped run (epochs, batch size, AdamW, lr, weight decay 1e-4,
+warm-up + cosine schedule, gradient clipping at 10, seed, per-epoch shuffling; no augmentation, ours has none):
+:class:`TorchvisionTwin` only maps the labels. They are evaluated with our ``coco_evaluate``
 (``digit_coco_ap``) on the first 200 test canvases, one image at a time, next to our shipped checkpoint.
 
 Step time: one training step (forward, the losses, backward, clipping, AdamW, scheduler) of ours and of
@@ -59,21 +60,17 @@ from torchvision.ops import MultiScaleRoIAlign
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
+from lectures_code import registry, results  # noqa: E402
+from lectures_code.data.digit_canvases import CanvasDetectionSet, DigitCanvases  # noqa: E402
+from lectures_code.detection import backbones  # noqa: E402
 from lectures_code.detection import faster_rcnn as ours_faster_rcnn  # noqa: E402
 from lectures_code.detection import fcos as ours_fcos  # noqa: E402
-from lectures_code.detection.training_cli import (  # noqa: E402  # noqa: E402
-    digit_coco_ap,
-    load_training_state,
-    named_stats,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
+from lectures_code.detection.evaluation import digit_coco_ap  # noqa: E402
+from lectures_code.metrics.coco_eval import named_stats  # noqa: E402
+from lectures_code.progress import progress_bar  # noqa: E402
+from lectures_code.training import Recipe, fit, optimizer_step, warmup_cosine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RECORD = ROOT / "docs" / "data" / "lecture14_detectors.json"
 IMAGE_SIZE = 128  # DigitCanvases are 128 x 128
 MODELS = ("faster_rcnn", "fcos", "retinanet")
 TITLES = {"faster_rcnn": "Faster R-CNN", "fcos": "FCOS", "retinanet": "RetinaNet"}
@@ -95,7 +92,7 @@ def torchvision_faster_rcnn(config: dict | None = None, seed: int = 0) -> Torchv
     config = config or ours_faster_rcnn.FasterRCNN().config()
     channels, num_classes = config["channels"], config["num_classes"]
     torch.manual_seed(seed)  # our constructor's order: backbone, RPN head, box head
-    backbone = ours_faster_rcnn.small_backbone(channels)  # [B, 3, 128, 128] -> [B, C, 16, 16]
+    backbone = backbones.small_backbone(channels)  # [B, 3, 128, 128] -> [B, C, 16, 16]
     backbone.out_channels = channels
     anchor_generator = TorchvisionAnchorGenerator((tuple(config["anchor_sizes"]),),
                                                   (tuple(config["anchor_ratios"]),))
@@ -168,7 +165,7 @@ def torchvision_fcos(config: dict | None = None, seed: int = 0) -> TorchvisionFC
     the one deliberate difference, as the head is torchvision's own. Its towers get our depth (``num_convs``)
     and GroupNorm groups (16; torchvision's default 32). Labels are the digits 0..9.
     """
-    config = config or ours_fcos.FCOS().config
+    config = config or ours_fcos.FCOS().config()
     channels, num_classes, num_convs = config["fpn_channels"], config["num_classes"], config["num_convs"]
     half_strides = tuple(s // 2 for s in ours_fcos.STRIDES)
     ranges = [(0 if k == 0 else 4 * a, math.inf if k == len(half_strides) - 1 else 8 * a)
@@ -176,7 +173,7 @@ def torchvision_fcos(config: dict | None = None, seed: int = 0) -> TorchvisionFC
     if ranges != [(lo, hi) for lo, hi in ours_fcos.SCALE_RANGES]:
         raise AssertionError(f"half-stride anchors give scale ranges {ranges}, ours are {ours_fcos.SCALE_RANGES}")
     torch.manual_seed(seed)  # our constructor's order: backbone, FPN, head
-    backbone = PyramidBackbone(ours_fcos.Backbone(), ours_fcos.FeaturePyramid(ours_fcos.Backbone.channels, channels),
+    backbone = PyramidBackbone(backbones.Backbone(), backbones.FeaturePyramid(backbones.Backbone.channels, channels),
                                channels)
     anchor_generator = TorchvisionAnchorGenerator(tuple((a,) for a in half_strides), ((1.0,),) * len(half_strides))
     head = FCOSHead(channels, 1, num_classes, num_convs)
@@ -230,7 +227,7 @@ def torchvision_retinanet(config: dict, seed: int = 0) -> TorchvisionRetinaNet:
     sizes = tuple(tuple(level) for level in config["anchor_sizes"])
     ratios = (tuple(config["anchor_ratios"]),) * len(sizes)
     torch.manual_seed(seed)  # our constructor's order: backbone, FPN, head
-    backbone = PyramidBackbone(ours_fcos.Backbone(), ours_fcos.FeaturePyramid(ours_fcos.Backbone.channels, channels),
+    backbone = PyramidBackbone(backbones.Backbone(), backbones.FeaturePyramid(backbones.Backbone.channels, channels),
                                channels)
     anchor_generator = TorchvisionAnchorGenerator(sizes, ratios)
     head = RetinaNetHead(channels, anchor_generator.num_anchors_per_location()[0], num_classes,
@@ -251,6 +248,26 @@ def torchvision_retinanet(config: dict, seed: int = 0) -> TorchvisionRetinaNet:
 # One detector of ours and its torchvision twin, behind the same small interface
 
 
+class TorchvisionTwin(nn.Module):
+    """A torchvision detector behind our models' contract, so that our loop trains it: in train mode
+    ``forward(images, targets)`` returns its dict of losses, in eval mode the detections with digit labels.
+    torchvision's label = digit + ``label_offset`` (1 where class 0 is its background)."""
+
+    def __init__(self, detector: nn.Module, key: str, label_offset: int):
+        super().__init__()
+        self.detector, self.key, self.label_offset = detector, key, label_offset
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        if self.training:
+            shifted = [{"boxes": t["boxes"], "labels": t["labels"] + self.label_offset} for t in targets]
+            return self.detector(list(images), shifted)
+        return [{"boxes": r["boxes"], "scores": r["scores"], "labels": r["labels"] - self.label_offset}
+                for r in self.detector(list(images))]
+
+    def config(self) -> dict:
+        return {"twin": self.key}
+
+
 @dataclass
 class Pair:
     """What the benchmark needs of one detector: builders, a loss dict per batch, detections per image.
@@ -259,79 +276,55 @@ class Pair:
     int64 [G]}; detect takes one image [1, 3, 128, 128] and returns {"boxes", "scores", "labels" digits}.
     """
 
-    key: str
-    render: Callable  # (num_images, split, seed) -> (uint8 images [N, 3, H, W], targets)
-    build_ours: Callable  # seed -> model
-    build_torchvision: Callable  # seed -> model
-    ours_losses: Callable  # (model, images, targets) -> {name: scalar}
-    ours_detect: Callable  # (model, image) -> detections
+    key: str  # in the results file: faster_rcnn, fcos, retinanet
+    build_torchvision: Callable  # (config, seed) -> torchvision's detector with our settings
     label_offset: int  # torchvision label = digit + label_offset
-    checkpoint: str  # our shipped checkpoint's name
 
-    def torchvision_losses(self, model, images, targets) -> dict:
-        shifted = [{"boxes": t["boxes"], "labels": t["labels"] + self.label_offset} for t in targets]
-        return model(list(images), shifted)
+    @property
+    def entry(self):
+        return registry.get(self.key.replace("_", "-"))
 
-    def torchvision_detect(self, model, image) -> dict:
-        result = model(list(image))[0]
-        return {"boxes": result["boxes"], "scores": result["scores"], "labels": result["labels"] - self.label_offset}
+    def build_ours(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return self.entry.build()
 
+    def build_twin(self, seed: int) -> TorchvisionTwin:
+        detector = self.build_torchvision(self.entry.build().config(), seed)
+        return TorchvisionTwin(detector, self.key, self.label_offset)
 
-def _seeded(build: Callable, seed: int):
-    torch.manual_seed(seed)
-    return build()
+    @staticmethod
+    def ours_losses(model, images, targets) -> dict:
+        return model(images, targets)
 
+    @staticmethod
+    def ours_detect(model, image) -> dict:
+        return model.predict(image)[0]
 
-def _fcos_render(num_images: int, split: str, seed: int):
-    data = ours_fcos.render_split(split, num_images, seed)
-    return data["images"], data["targets"]
+    @staticmethod
+    def torchvision_losses(twin, images, targets) -> dict:
+        return twin(images, targets)
 
-
-def _fcos_losses(model, images, targets) -> dict:
-    _, cls_loss, box_loss, centerness_loss = ours_fcos.fcos_loss(model(images), targets)
-    return {"classification": cls_loss, "bbox_regression": box_loss, "bbox_ctrness": centerness_loss}
+    @staticmethod
+    def torchvision_detect(twin, image) -> dict:
+        return twin(image)[0]
 
 
 def faster_rcnn_pair() -> Pair:
-    config = ours_faster_rcnn.FasterRCNN().config()
-    return Pair(
-        "faster_rcnn", ours_faster_rcnn.render_canvases,
-        lambda seed: _seeded(lambda: ours_faster_rcnn.FasterRCNN(**config), seed),
-        lambda seed: torchvision_faster_rcnn(config, seed),
-        lambda model, images, targets: model(images, targets),
-        lambda model, image: model(image)[0],
-        label_offset=1, checkpoint="faster_rcnn_digits",
-    )
+    return Pair("faster_rcnn", lambda config, seed: torchvision_faster_rcnn(config, seed), label_offset=1)
 
 
 def fcos_pair() -> Pair:
-    config = ours_fcos.FCOS().config
-    return Pair(
-        "fcos", _fcos_render,
-        lambda seed: _seeded(lambda: ours_fcos.FCOS(**config), seed),
-        lambda seed: torchvision_fcos(config, seed),
-        _fcos_losses,
-        lambda model, image: ours_fcos.fcos_detect(model, image)[0],
-        label_offset=0, checkpoint="fcos_digits",
-    )
+    return Pair("fcos", lambda config, seed: torchvision_fcos(config, seed), label_offset=0)
 
 
 def retinanet_pair() -> Pair:
-    from lectures_code.detection import retinanet as ours_retinanet
-
-    config = ours_retinanet.RetinaNet().config()
-    return Pair(
-        "retinanet", _fcos_render,
-        lambda seed: _seeded(lambda: ours_retinanet.RetinaNet(**config), seed),
-        lambda seed: torchvision_retinanet(config, seed),
-        lambda model, images, targets: model(images, targets),
-        lambda model, image: ours_retinanet.retinanet_detect(model, image)[0],
-        label_offset=0, checkpoint="retinanet_digits",
-    )
+    return Pair("retinanet", lambda config, seed: torchvision_retinanet(config, seed), label_offset=0)
 
 
 def shared_parameter_counts(key: str, ours: nn.Module, theirs: nn.Module) -> dict:
     """Parameters per part of the two models: {part: [ours, torchvision]}."""
+    theirs = theirs.detector if isinstance(theirs, TorchvisionTwin) else theirs
+
     def count(*modules) -> int:
         return sum(p.numel() for m in modules for p in (m.parameters() if isinstance(m, nn.Module) else [m]))
 
@@ -352,85 +345,62 @@ def shared_parameter_counts(key: str, ours: nn.Module, theirs: nn.Module) -> dic
 
 
 # ------------------------------------------------------------------------------------------------
-# Training the same way as our train_faster_rcnn / train_fcos
+# Training both the same way: our recipe, our training set, our loop
 
 
-def recipe_of(record: dict) -> dict:
-    """num_train_images, epochs, lr, batch_size and seed of a shipped run, from its record."""
+def recipe_of(pair: Pair, record: dict) -> tuple[Recipe, int]:
+    """The recipe of a shipped run (the registry's, with the record's images, epochs, lr, batch size) and its seed."""
     seed = re.search(r"--seed[ =](\d+)", record["command"])
-    return {"num_train_images": record["train_images"], "epochs": record["epochs"],
-            "lr": record["settings"]["lr"], "batch_size": record["settings"]["batch_size"],
-            "seed": int(seed.group(1)) if seed else 0}
+    recipe = pair.entry.recipe.with_options(num_train_images=record["train_images"], epochs=record["epochs"],
+                                            lr=record["settings"]["lr"], batch_size=record["settings"]["batch_size"])
+    return recipe, int(seed.group(1)) if seed else 0
 
 
-def make_optimizer(model: nn.Module, recipe: dict):
-    """Our training functions' optimizer and schedule (``training_parts``) for the whole run of ``recipe``."""
-    steps = recipe["epochs"] * math.ceil(recipe["num_train_images"] / recipe["batch_size"])
-    optimizer, scheduler, _ = training_parts(model, recipe["lr"], steps, use_amp=False)
-    return optimizer, scheduler
+def make_optimizer(model: nn.Module, recipe: Recipe, steps_per_epoch: int):
+    """The loop's optimizer and schedule for the whole run of ``recipe`` (AdamW, warm-up + cosine)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return optimizer, warmup_cosine(optimizer, recipe.epochs * steps_per_epoch)
 
 
 NO_AMP = torch.amp.GradScaler("cuda", enabled=False)  # a disabled scaler: plain backward and step
 
 
 def train_step(losses_fn: Callable, model, optimizer, scheduler, images, targets) -> dict:
+    """One step as the loop takes it (for the step-time comparison): losses, their sum, ``optimizer_step``."""
     losses = losses_fn(model, images, targets)
     total = sum(losses.values())
-    optimizer_step(total, model, optimizer, NO_AMP, scheduler)  # our detectors' update, clipping included
+    optimizer_step(total, model, optimizer, NO_AMP, scheduler)  # our update, clipping included
     return {k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())}
 
 
-def epoch_batches(recipe: dict, epoch: int) -> list[torch.Tensor]:
-    """Our training functions' minibatches of one epoch (a generator seeded by (seed, epoch))."""
-    generator = torch.Generator().manual_seed(recipe["seed"] * 1000 + epoch)
-    return list(torch.randperm(recipe["num_train_images"], generator=generator).split(recipe["batch_size"]))
-
-
-def batch_of(images: torch.Tensor, targets: list[dict], batch: torch.Tensor):
-    return images[batch].float().div_(255), [targets[i] for i in batch.tolist()]
-
-
-def train_torchvision(pair: Pair, recipe: dict, images: torch.Tensor, targets: list[dict],
+def train_torchvision(pair: Pair, recipe: Recipe, seed: int, data: CanvasDetectionSet,
                       checkpoint_path: Path | None = None) -> tuple[nn.Module, dict]:
-    """Train the torchvision twin with our recipe; returns (model in eval mode, {"train_seconds", "final_loss"}).
+    """Train the torchvision twin with our loop and recipe; returns (twin in eval mode, {"train_seconds", ...}).
 
-    With ``checkpoint_path`` the state is saved after every epoch and a rerun resumes from it (each epoch
-    reseeds everything it draws from, so a resumed run repeats an uninterrupted one).
-    """
-    model = pair.build_torchvision(recipe["seed"])
-    optimizer, scheduler = make_optimizer(model, recipe)
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    state, first_epoch = load_training_state(checkpoint_path, True, recipe, {"twin": pair.key}, "cpu", parts,
-                                             {"steps": [], "seconds": 0.0})
-    history = state["steps"]
-    for epoch in range(first_epoch, recipe["epochs"]):
-        start = time.perf_counter()
-        model.train()
-        torch.manual_seed(recipe["seed"] * 1000 + epoch)  # the samplers draw from the global generator
-        bar = progress_bar(epoch_batches(recipe, epoch), True, f"torchvision {pair.key} {epoch + 1}/{recipe['epochs']}")
-        for batch in bar:
-            history.append(train_step(pair.torchvision_losses, model, optimizer, scheduler,
-                                      *batch_of(images, targets, batch)))
-            bar.set_postfix(loss=f"{statistics.fmean(h['total'] for h in history[-20:]):.3f}", refresh=False)
-        state["seconds"] += time.perf_counter() - start
-        save_training_state(checkpoint_path, parts, epoch + 1, state, {"twin": pair.key}, recipe)
-    final = {k: round(statistics.fmean(h[k] for h in history[-50:]), 4) for k in history[-1]}
-    return model.eval(), {"train_seconds": round(state["seconds"], 1), "steps": len(history), "final_loss": final}
+    With ``checkpoint_path`` the loop saves after every epoch and a rerun resumes from it."""
+    twin = pair.build_twin(seed)
+    history = fit(twin, data, recipe, seed=seed, checkpoint_path=checkpoint_path, desc=f"torchvision {pair.key}")
+    names = [k for k, v in history.items() if isinstance(v, list) and k != "epoch_seconds"]
+    final = {k: round(statistics.fmean(history[k][-50:]), 4) for k in names}
+    return twin, {"train_seconds": round(history["train_seconds"], 1), "steps": history["steps"], "final_loss": final}
 
 
 # ------------------------------------------------------------------------------------------------
 # Timing and evaluation
 
 
-def median_step_ms(pair: Pair, recipe: dict, images, targets, threads: int, warmup: int, repeats: int) -> dict:
+def median_step_ms(pair: Pair, recipe: Recipe, seed: int, data: CanvasDetectionSet, threads: int, warmup: int,
+                   repeats: int) -> dict:
     """Median training-step time of ours and torchvision's (same seed, same batches, alternating who goes first)."""
     torch.set_num_threads(threads)
-    ours, theirs = pair.build_ours(recipe["seed"]).train(), pair.build_torchvision(recipe["seed"]).train()
-    runners = {"ours": (pair.ours_losses, ours, *make_optimizer(ours, recipe)),
-               "torchvision": (pair.torchvision_losses, theirs, *make_optimizer(theirs, recipe))}
+    batches = data.batches(0, recipe.batch_size, seed)
+    ours, theirs = pair.build_ours(seed).train(), pair.build_twin(seed).train()
+    runners = {"ours": (pair.ours_losses, ours, *make_optimizer(ours, recipe, len(batches))),
+               "torchvision": (pair.torchvision_losses, theirs, *make_optimizer(theirs, recipe, len(batches)))}
     times = {"ours": [], "torchvision": []}
-    for step, batch in enumerate(epoch_batches(recipe, 0)[: warmup + repeats]):
-        batch_images, batch_targets = batch_of(images, targets, batch)
+    for step, batch in enumerate(batches[: warmup + repeats]):
+        collated = data.collate(batch, torch.device("cpu"))
+        batch_images, batch_targets = collated["images"], collated["targets"]
         for name in (("ours", "torchvision") if step % 2 == 0 else ("torchvision", "ours")):
             torch.manual_seed(step)  # the same sampler draws for both
             start = time.perf_counter()
@@ -441,22 +411,23 @@ def median_step_ms(pair: Pair, recipe: dict, images, targets, threads: int, warm
     return {"ours_ms": round(ours_ms, 2), "torchvision_ms": round(tv_ms, 2), "ratio": round(ours_ms / tv_ms, 3)}
 
 
-def profile_steps(pair: Pair, recipe: dict, images, targets, steps: int = 5, rows: int = 25) -> dict:
+def profile_steps(pair: Pair, recipe: Recipe, seed: int, data: CanvasDetectionSet, steps: int = 5,
+                  rows: int = 25) -> dict:
     """torch.profiler tables (self CPU time) of a few training steps of ours and of torchvision's, 1 thread."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
     tables = {}
-    batches = epoch_batches(recipe, 0)[: steps + 2]
+    batches = [data.collate(b, torch.device("cpu")) for b in data.batches(0, recipe.batch_size, seed)[: steps + 2]]
     for name in ("ours", "torchvision"):
-        model = (pair.build_ours if name == "ours" else pair.build_torchvision)(recipe["seed"]).train()
+        model = (pair.build_ours if name == "ours" else pair.build_twin)(seed).train()
         losses_fn = pair.ours_losses if name == "ours" else pair.torchvision_losses
-        optimizer, scheduler = make_optimizer(model, recipe)
+        optimizer, scheduler = make_optimizer(model, recipe, steps + 2)
         for batch in batches[:2]:  # warm-up
-            train_step(losses_fn, model, optimizer, scheduler, *batch_of(images, targets, batch))
+            train_step(losses_fn, model, optimizer, scheduler, batch["images"], batch["targets"])
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for batch in batches[2:]:
-                train_step(losses_fn, model, optimizer, scheduler, *batch_of(images, targets, batch))
+                train_step(losses_fn, model, optimizer, scheduler, batch["images"], batch["targets"])
         tables[name] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
         print(f"--- profile of {steps} steps, {name} {pair.key} ---\n{tables[name]}", flush=True)
     return tables
@@ -566,10 +537,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="per-epoch training state of the torchvision models (a rerun resumes)")
     args = parser.parse_args(argv)
 
-    records = json.loads(RECORD.read_text())
+    records = results.read("lecture14_detectors")
     path = RESULTS / "torchvision_detectors.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.setdefault("models", {})
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report.setdefault("models", {})
     skipped = {}
     for key in args.models:
         if key == "retinanet" and not ((ROOT / "lectures_code/detection/retinanet.py").is_file()
@@ -580,26 +551,24 @@ def main(argv: list[str] | None = None) -> dict:
             skipped["retinanet"] = message
             continue
         pair = {"faster_rcnn": faster_rcnn_pair, "fcos": fcos_pair, "retinanet": retinanet_pair}[key]()
-        recipe = recipe_of(records[key])
-        print(f"== {TITLES[key]}: recipe {recipe}", flush=True)
-        images, targets = pair.render(recipe["num_train_images"], "train", recipe["seed"])
-        row = results["models"].setdefault(key, {})
-        row["recipe"] = recipe
-        row["parameters"] = shared_parameter_counts(key, pair.build_ours(0), pair.build_torchvision(0))
-        row["step"] = {str(t): median_step_ms(pair, recipe, images, targets, t, args.warmup, args.repeats)
+        recipe, seed = recipe_of(pair, records[key])
+        print(f"== {TITLES[key]}: recipe {recipe}, seed {seed}", flush=True)
+        data = CanvasDetectionSet("train", recipe.num_train_images, seed, progress=True)
+        row = report["models"].setdefault(key, {})
+        row["recipe"] = recipe.as_dict() | {"seed": seed}
+        row["parameters"] = shared_parameter_counts(key, pair.build_ours(0), pair.build_twin(0))
+        row["step"] = {str(t): median_step_ms(pair, recipe, seed, data, t, args.warmup, args.repeats)
                        for t in (1, 2)}
         print(f"   step ms {row['step']}", flush=True)
         if args.profile:
-            row["profile"] = profile_steps(pair, recipe, images, targets)
+            row["profile"] = profile_steps(pair, recipe, seed, data)
         if args.step_time_only:
             continue
 
         torch.set_num_threads(1)
-        theirs, training = train_torchvision(pair, recipe, images, targets,
+        theirs, training = train_torchvision(pair, recipe, seed, data,
                                               Path(args.checkpoint_dir) / f"torchvision_{key}_train.pt")
-        from lectures_code import checkpoints
-
-        ours = checkpoints.load_pretrained(pair.checkpoint)
+        ours = registry.load_pretrained(pair.entry.name)
         evaluation = evaluate_pair(pair, ours, theirs, args.num_test_images)
         record = records[key]
         if evaluation["ours"]["test"]["AP"] != record["test"]["AP"]:
@@ -613,24 +582,24 @@ def main(argv: list[str] | None = None) -> dict:
                               "test": evaluation["torchvision"]["test"], **training}
         row["AP_difference"] = round(row["ours"]["AP"] - row["torchvision"]["AP"], 4)
         if key == "faster_rcnn":  # the same weights through both inference pipelines
-            twin = torchvision_faster_rcnn(ours.config())
-            twin.load_state_dict(faster_rcnn_weights_for_torchvision(ours))
+            twin = TorchvisionTwin(torchvision_faster_rcnn(ours.config()), key, pair.label_offset)
+            twin.detector.load_state_dict(faster_rcnn_weights_for_torchvision(ours))
             transplant = evaluate_pair(pair, ours, twin, args.num_test_images)["torchvision"]
             row["transplant"] = {"AP": transplant["test"]["AP"], "AP50": transplant["test"]["AP50"],
                                  "infer_ms": transplant["infer_ms"]}
         print(f"   {json.dumps(row)}", flush=True)
-        results["models"][key] = row
+        report["models"][key] = row
 
     # Re-read: another run (other --models) may have written its rows meanwhile.
     latest = json.loads(path.read_text()) if path.is_file() else {}
-    results = latest | {"models": latest.get("models", {}) | {k: results["models"][k] for k in args.models
-                                                              if k in results["models"] and k not in skipped}}
-    results["skipped"] = {k: v for k, v in (latest.get("skipped", {}) | skipped).items()
-                          if k not in results["models"] or k in skipped}
-    results["environment"] = environment() | {"warmup": args.warmup, "repeats": args.repeats}
-    results["note"] = NOTE
-    write_results(results)
-    return results
+    report = latest | {"models": latest.get("models", {}) | {k: report["models"][k] for k in args.models
+                                                             if k in report["models"] and k not in skipped}}
+    report["skipped"] = {k: v for k, v in (latest.get("skipped", {}) | skipped).items()
+                         if k not in report["models"] or k in skipped}
+    report["environment"] = environment() | {"warmup": args.warmup, "repeats": args.repeats}
+    report["note"] = NOTE
+    write_results(report)
+    return report
 
 
 if __name__ == "__main__":

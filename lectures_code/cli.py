@@ -1,4 +1,5 @@
-"""Command line: `lectures list | run NAME | site build | serve` (also `python -m lectures_code`)."""
+"""Command line: `lectures list | run NAME | train MODEL | evaluate MODEL | site build | serve`
+(also `python -m lectures_code`). The models come from the registry (`lectures_code/registry.py`)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# `lectures train/evaluate MODEL`: module in lectures_code.detection, shipped checkpoint, evaluation function.
-DETECTORS = {
-    "single-object": ("single_object", "single_object_digits", "evaluate_single_object"),
-    "rcnn": ("rcnn", "rcnn_digits", "evaluate_rcnn"),
-    "fast-rcnn": ("fast_rcnn", "fast_rcnn_digits", "evaluate_fast_rcnn"),
-    "faster-rcnn": ("faster_rcnn", "faster_rcnn_digits", "evaluate_faster_rcnn"),
-    "faster-rcnn-fpn": ("faster_rcnn_fpn", "faster_rcnn_fpn_digits", "evaluate_faster_rcnn_fpn"),
-    "retinanet": ("retinanet", "retinanet_digits", "evaluate_retinanet"),
-    "fcos": ("fcos", "fcos_digits", "evaluate_fcos"),
-}
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -40,6 +29,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -69,16 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plot", type=Path, help="save the loss curve to this PNG file")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    train = sub.add_parser("train", help="train a detector on the digit canvases (its own options follow)",
-                           description="Runs `python -m lectures_code.detection.MODULE` with the remaining "
-                                       "arguments (e.g. --num-train-images 600 --epochs 5 --ship); "
-                                       "see `lectures train MODEL -h`.")
-    train.add_argument("model", choices=sorted(DETECTORS), metavar="MODEL", help="one of: " + ", ".join(DETECTORS))
-    train.add_argument("options", nargs=argparse.REMAINDER, help="passed to the model's training command")
+    from lectures_code.registry import MODELS
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a shipped detector on the test canvases (COCO AP)")
-    evaluate.add_argument("model", choices=sorted(DETECTORS), metavar="MODEL", help="one of: " + ", ".join(DETECTORS))
+    models = ", ".join(MODELS)
+    train = sub.add_parser("train", help="train a model through the shared loop (e.g. `lectures train fcos`)",
+                           description="Train a registry model on its data with the shared loop, evaluate it, "
+                                       "record the run and, with --ship, save its checkpoint. The recipe's "
+                                       "defaults reproduce the shipped model.")
+    train.add_argument("model", choices=list(MODELS), metavar="MODEL", help="one of: " + models)
+    train.add_argument("--num-train-images", type=_positive_int, help="training examples (the data's first N)")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int, help="global minibatch (split across --nproc)")
+    train.add_argument("--lr", type=_positive_float, help="peak learning rate of AdamW")
+    train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps (a quick check)")
+    train.add_argument("--num-test-images", type=_positive_int)
+    train.add_argument("--threads", type=_non_negative_int, help="torch.set_num_threads (0: leave as is)")
+    train.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                       help="a constructor argument of the model, e.g. --config box_loss=giou (repeatable)")
+    train.add_argument("--checkpoint-path", type=Path, help="the resumable per-epoch state (default: a user folder)")
+    train.add_argument("--no-resume", action="store_true", help="start over even if a per-epoch state exists")
+    train.add_argument("--no-evaluate", action="store_true", help="skip the test evaluation")
+    train.add_argument("--ship", action="store_true", help="save the checkpoint and merge the run's record")
+    train.add_argument("--nproc", type=_positive_int, default=1,
+                       help="processes on this machine (torchrun + DistributedDataParallel)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a shipped model on the test data")
+    evaluate.add_argument("model", choices=list(MODELS), metavar="MODEL", help="one of: " + models)
     evaluate.add_argument("--num-test-images", type=_positive_int, default=200)
+    evaluate.add_argument("--checkpoint-dir", type=Path, help="load the checkpoint from this folder")
 
     site = sub.add_parser("site", help="build the notes site")
     site.add_argument("action", choices=["build"])
@@ -127,42 +147,120 @@ def _run_example(args) -> int:
     return 0
 
 
-def _evaluate_detector(args) -> int:
-    import importlib
+def _config_overrides(pairs: list[str]) -> dict:
+    """["box_loss=giou", "channels=64"] -> {"box_loss": "giou", "channels": 64}: values parsed as JSON if possible."""
     import json
 
-    from lectures_code.checkpoints import load_pretrained
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--config needs KEY=VALUE, got {pair!r}")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
 
-    module_name, checkpoint, function = DETECTORS[args.model]
-    module = importlib.import_module(f"lectures_code.detection.{module_name}")
-    model = load_pretrained(checkpoint)  # hash-checked, weights_only=True
-    result = getattr(module, function)(model, args.num_test_images)
-    if "stats" in result:  # the multi-object detectors: the 12 COCO numbers as pycocotools prints them
+
+def _launch_distributed(args, argv: list[str] | None) -> int:
+    """Re-run this command under torchrun with ``--nproc`` processes (one machine)."""
+    rest = list(sys.argv[1:] if argv is None else argv)
+    for i, token in enumerate(rest):  # drop "--nproc N" / "--nproc=N"
+        if token == "--nproc":
+            del rest[i:i + 2]
+            break
+        if token.startswith("--nproc="):
+            del rest[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "-m", "lectures_code", *rest]
+    print("running: " + " ".join(cmd[2:]), flush=True)
+    return subprocess.call(cmd)
+
+
+def _train(args, argv: list[str] | None) -> int:
+    import json
+
+    from lectures_code.registry import default_checkpoint_path, get
+    from lectures_code.training.records import command_line
+    from lectures_code.training.run import train_and_record
+
+    if args.nproc > 1:
+        return _launch_distributed(args, argv)
+    entry = get(args.model)
+    try:
+        config = _config_overrides(args.config)
+        entry.build(**config)  # a wrong key or value fails here, before any data is rendered
+        recipe = entry.recipe.with_options(num_train_images=args.num_train_images, epochs=args.epochs,
+                                           batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                                           num_test_images=args.num_test_images)
+    except (TypeError, ValueError) as err:
+        print(f"lectures train: error: {err}", file=sys.stderr)
+        return 2
+    record = train_and_record(
+        entry, recipe, device=args.device, seed=args.seed,
+        checkpoint_path=args.checkpoint_path or default_checkpoint_path(entry), resume=not args.no_resume,
+        max_steps=args.max_steps, config=config, ship=args.ship, evaluate=not args.no_evaluate,
+        command=command_line(argv), progress=not args.quiet)
+    if record is not None:
+        if "test" in record and "AP" in record["test"]:
+            print(f"{entry.title}: AP {record['test']['AP']:.3f}, AP50 {record['test']['AP50']:.3f} "
+                  f"on {record['test_images']} test images")
+        print(json.dumps(record, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _evaluate(args) -> int:
+    import json
+
+    from lectures_code.registry import get, load_pretrained
+
+    entry = get(args.model)
+    try:
+        model = load_pretrained(entry.name, args.checkpoint_dir)  # hash-checked, weights_only=True
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"lectures evaluate: error: {err}", file=sys.stderr)
+        return 2
+    record = entry.evaluation_record(model, args.num_test_images, progress=True)
+    if "AP" in record.get("test", {}):  # the multi-object detectors: the 12 COCO numbers as pycocotools prints them
         from lectures_code.metrics.coco_eval import format_stats
 
-        print(format_stats(result["stats"]))
-    print(json.dumps({k: v for k, v in result.items() if k != "stats"}, indent=2, default=str)[:2000])
+        print(format_stats(list(record["test"].values())))
+    print(json.dumps(record, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _list() -> int:
+    from lectures_code import checkpoints
+    from lectures_code.examples import EXAMPLES
+    from lectures_code.registry import MODELS, shipped
+
+    print("Examples (`lectures run NAME`):")
+    for e in EXAMPLES.values():
+        print(f"  {e.name:15s} L{e.lecture}  {e.title}  (steps {e.steps}, lr {e.learning_rate:g})")
+    present = {entry.name for entry in shipped()}
+    print(f"\nModels (`lectures train NAME`, `lectures evaluate NAME`; checkpoints in "
+          f"{', '.join(str(d) for d in checkpoints.search_dirs())}):")
+    for entry in MODELS.values():
+        r = entry.recipe
+        length = f"{r.epochs} epochs" if r.steps_per_epoch is None else f"{r.epochs * r.steps_per_epoch} steps"
+        status = "shipped" if entry.name in present else "not trained"
+        print(f"  {entry.name:16s} L{entry.lecture}  {entry.title:28s} {status:11s} "
+              f"({r.num_train_images} images, {length}, batch {r.batch_size}, lr {r.lr:g})")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
-        from lectures_code.examples import EXAMPLES
-
-        for e in EXAMPLES.values():
-            print(f"{e.name:15s} L{e.lecture}  {e.title}  (steps {e.steps}, lr {e.learning_rate:g})")
-        return 0
+        return _list()
     if args.command == "run":
         return _run_example(args)
     if args.command == "train":
-        import importlib
-
-        module = importlib.import_module(f"lectures_code.detection.{DETECTORS[args.model][0]}")
-        module.main(args.options)
-        return 0
+        return _train(args, argv)
     if args.command == "evaluate":
-        return _evaluate_detector(args)
+        return _evaluate(args)
     if args.command == "site":
         cmd = [sys.executable, "-m", "mkdocs", "build"] + ([] if args.no_strict else ["--strict"])
         return subprocess.call(cmd, cwd=REPO_ROOT)

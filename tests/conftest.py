@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torch
 # Tests never download anything and never phone home.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A user's own retrained checkpoints (loaded before the shipped ones) must not change what the tests see.
+os.environ["LECTURES_CODE_HOME"] = tempfile.mkdtemp(prefix="lectures-code-home-")
 
 DEVICES = [
     "cpu",

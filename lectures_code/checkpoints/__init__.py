@@ -7,32 +7,48 @@ what makes loading a downloaded file safe. ``SHA256SUMS`` (``sha256sum`` format:
 pins every file; :func:`load_checkpoint` refuses a file whose hash differs (corrupted, truncated,
 or replaced), so a stale or tampered checkpoint fails loudly instead of giving wrong answers.
 
-``MODELS`` names every detector that can be shipped here (all trained on DigitCanvases) and the class that
-loads it; :func:`shipped_names` says which of them are present.
+Two places hold checkpoints: this folder (the weights shipped with the package) and a user folder
+(``$LECTURES_CODE_HOME/checkpoints``, default ``~/.local/share/lectures_code/checkpoints``), where
+``lectures train --ship`` writes when the package is installed rather than run from a source checkout.
+Loading looks in the user folder first, so a model a reader retrained replaces the shipped one.
+Which model class a checkpoint belongs to is the registry's business (``lectures_code.registry``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from pathlib import Path
 
 import torch
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent
+CHECKPOINT_DIR = Path(__file__).resolve().parent  # the weights shipped with the package
 SUMS_FILE = "SHA256SUMS"
-# checkpoint name -> (module in lectures_code.detection, model class); its metadata["config"] builds the model
-MODELS = {
-    "single_object_digits": ("single_object", "SingleObjectDetector"),
-    "rcnn_digits": ("rcnn", "RCNN"),
-    "fast_rcnn_digits": ("fast_rcnn", "FastRCNN"),
-    "faster_rcnn_digits": ("faster_rcnn", "FasterRCNN"),
-    "faster_rcnn_fpn_digits": ("faster_rcnn_fpn", "FasterRCNNFPN"),
-    "fcos_digits": ("fcos", "FCOS"),
-    "retinanet_digits": ("retinanet", "RetinaNet"),
-}
-SHIPPED = tuple(MODELS)
+HOME_ENV = "LECTURES_CODE_HOME"
+
+
+def user_dir() -> Path:
+    """``$LECTURES_CODE_HOME``, else ``$XDG_DATA_HOME/lectures_code``, else ``~/.local/share/lectures_code``."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "lectures_code"
+
+
+def in_source_checkout() -> bool:
+    """True when the package runs from a git checkout of the project (an editable install), not site-packages."""
+    root = CHECKPOINT_DIR.parents[1]
+    return (root / "pyproject.toml").is_file() and (root / ".git").exists()
+
+
+def ship_dir() -> Path:
+    """Where ``--ship`` writes: this folder in a source checkout (the file is then committed), else the user's."""
+    return CHECKPOINT_DIR if in_source_checkout() else user_dir() / "checkpoints"
+
+
+def search_dirs() -> list[Path]:
+    """Where :func:`load_checkpoint` looks, in order: the user's folder, then the shipped weights."""
+    return [user_dir() / "checkpoints", CHECKPOINT_DIR]
 
 
 class CheckpointError(RuntimeError):
@@ -78,22 +94,25 @@ def save_checkpoint(state_dict: dict, metadata: dict, path: str | os.PathLike) -
     return digest
 
 
-def load_checkpoint(name: str, directory: str | os.PathLike = CHECKPOINT_DIR) -> tuple[dict, dict]:
-    """Verify and load ``directory/<name>.pt``: returns (state_dict, metadata) on the CPU.
+def load_checkpoint(name: str, directory: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """Verify and load ``<name>.pt``: returns (state_dict, metadata) on the CPU.
+
+    ``directory=None`` looks in :func:`search_dirs` (the user's folder first, then the shipped weights).
 
     Raises:
         FileNotFoundError: the file does not exist (with a hint on how to make it).
         CheckpointError: the file is not listed in SHA256SUMS or its SHA-256 differs.
     """
-    directory = Path(directory)
     file_name = name if name.endswith(".pt") else f"{name}.pt"
-    path = directory / file_name
-    if not path.is_file():
+    candidates = [Path(directory)] if directory is not None else search_dirs()
+    found = [folder for folder in candidates if (folder / file_name).is_file()]
+    if not found:
         raise FileNotFoundError(
-            f"checkpoint {path} not found; the known ones are {', '.join(MODELS)} in {CHECKPOINT_DIR} "
-            "(re-create them with `python -m lectures_code.detection.rcnn --ship` and "
-            "`python -m lectures_code.detection.single_object --ship`)"
+            f"checkpoint {file_name} not found in {', '.join(str(c) for c in candidates)}; "
+            "train it with `lectures train MODEL --ship` (`lectures list` names the models)"
         )
+    directory = found[0]
+    path = directory / file_name
     expected = read_sums(directory).get(file_name)
     if expected is None:
         raise CheckpointError(f"{file_name} is not listed in {directory / SUMS_FILE}: refusing to load it")
@@ -109,20 +128,11 @@ def load_checkpoint(name: str, directory: str | os.PathLike = CHECKPOINT_DIR) ->
     return checkpoint["state_dict"], checkpoint.get("metadata", {})
 
 
-def load_pretrained(name: str, directory: str | os.PathLike = CHECKPOINT_DIR, device: str | torch.device = "cpu"):
-    """The shipped model ``name`` (a key of ``MODELS``, e.g. "faster_rcnn_digits"), hash-checked, in eval mode."""
-    if name not in MODELS:
-        raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(MODELS)}")
-    state_dict, metadata = load_checkpoint(name, directory)
-    module_name, class_name = MODELS[name]
-    module = importlib.import_module(f"lectures_code.detection.{module_name}")
-    model = getattr(module, class_name)(**metadata.get("config", {}))
-    model.load_state_dict(state_dict)
-    model.metadata = metadata
-    return model.to(device).eval()
-
-
-def shipped_names(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[str]:
-    """The names of ``MODELS`` whose file is present and listed in SHA256SUMS (in ``MODELS`` order)."""
-    sums = read_sums(directory)
-    return [name for name in MODELS if f"{name}.pt" in sums and (Path(directory) / f"{name}.pt").is_file()]
+def shipped_files(directory: str | os.PathLike | None = None) -> list[str]:
+    """File names (``<name>.pt``) present and listed in SHA256SUMS, in ``directory`` or in :func:`search_dirs`."""
+    folders = [Path(directory)] if directory is not None else search_dirs()
+    names = []
+    for folder in folders:
+        sums = read_sums(folder)
+        names += [name for name in sorted(sums) if (folder / name).is_file() and name not in names]
+    return names

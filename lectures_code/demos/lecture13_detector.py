@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lectures_code.checkpoints import load_pretrained
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.demos.common import BadInput, int_in_range
 from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
 from lectures_code.detection.rcnn import detect, proposals_for
 from lectures_code.detection.single_object import predict_single_object
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
+from lectures_code.registry import load_pretrained
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,12 @@ two-stage detector's proposals and, for the chosen feature-map cell, every ancho
 detector or the point and predicted box of FCOS; a summary (time in ms, ground truth and IoU on a
 test canvas); one table row per detection. Boxes are xyxy in pixels of the 128 x 128 input.
 
-The detectors are listed in :data:`DETECTORS` (display name -> module, model class, checkpoint, how to
-run it); one is offered only when its checkpoint is shipped (listed in ``lectures_code/checkpoints/
-SHA256SUMS``), so detectors appear once they are trained. Each adapter runs the model's own
-lower-level inference with the reader's score threshold, NMS IoU threshold and maximum number of
-detections: the thresholds act inside the detector, they are not a filter applied afterwards.
+The detectors are the Lecture 14 entries of the model registry (``lectures_code/registry.py``); one is
+offered only when its checkpoint is shipped, so a detector appears once it is trained. The demo runs
+each through its inference API, ``model.predict`` (with the reader's score threshold, NMS IoU threshold
+and maximum number of detections: they act inside the detector, not as a filter applied afterwards),
+and shows what the models' own methods give: the proposals behind two-stage detections, the anchors of
+a cell (``anchor_levels``), FCOS's points (``point_levels``). No stage of a model is re-implemented here.
 
 Sketches: the Sketchpad gives black strokes on white; a light background is detected and the image
 inverted to light strokes on dark (both occur in DigitCanvases), padded to a square and resized.
@@ -31,10 +32,12 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code import checkpoints
+from lectures_code import checkpoints, registry
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.demos.common import BadInput, int_in_range
 from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
+from lectures_code.detection.anchors import AnchorLevel
+from lectures_code.detection.rcnn import proposals_for
 from lectures_code.ops.boxes import box_iou
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 
@@ -52,226 +55,59 @@ SOURCES = ("sketch", "canvas", "upload")
 
 
 # ----------------------------------------------------------------------------------------------------
-# What one detector run gives back
+# The detectors: the registry's Lecture 14 entries, run through their inference API
 
-
-@dataclass
-class AnchorLevel:
-    """The anchors of one feature-map level: anchors [H * W * K, 4] xyxy, grid (H, W), stride, K."""
-
-    anchors: torch.Tensor
-    grid: tuple[int, int]
-    stride: int
-    per_cell: int
-
-
-@dataclass
-class PointLevel:
-    """FCOS points of one level: points [H * W, 2] (x, y), predicted boxes [H * W, 4] xyxy, best scores
-    [H * W] (max over classes) and their digit [H * W], grid (H, W), stride."""
-
-    points: torch.Tensor
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
-    grid: tuple[int, int]
-    stride: int
+DETECTORS = {entry.title: entry for entry in registry.MODELS.values() if entry.lecture == 14}  # name -> entry
 
 
 @dataclass
 class Run:
     """detections {"boxes" float32 [D, 4] xyxy, "scores" float32 [D] descending, "labels" int64 [D] digits};
     proposals float32 [P, 4] xyxy (two-stage only: RPN's by decreasing objectness, Selective Search's in
-    its own order); anchor or point levels (only when asked for)."""
+    its own order); the anchor or point levels of the model (only when asked for)."""
 
     detections: dict
     proposals: torch.Tensor | None = None
-    anchor_levels: list[AnchorLevel] = field(default_factory=list)
-    point_levels: list[PointLevel] = field(default_factory=list)
+    levels: list = field(default_factory=list)  # AnchorLevel or PointLevel, one per feature-map level
     note: str = ""  # e.g. how long Selective Search took
 
 
-# ----------------------------------------------------------------------------------------------------
-# Adapters: run one detector with the reader's thresholds, through its own lower-level functions
-
-
 @torch.no_grad()
-def run_faster_rcnn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float,
-                    max_detections: int, want_levels: bool, test_index: int | None = None) -> Run:
-    """FasterRCNN's eval forward, stage by stage, so the proposals and anchors can be shown and the
-    reader's thresholds reach ``faster_rcnn_inference``. image: float [3, H, W] in [0, 1]."""
-    from lectures_code.detection.faster_rcnn import STRIDE, faster_rcnn_inference, select_proposals
-    from lectures_code.ops.roi_align import roi_align
-
-    images = image[None]  # [1, 3, H, W]
-    image_size = tuple(images.shape[-2:])
-    features = model.backbone(images - 0.5)  # [1, C, H / 8, W / 8]
-    objectness, rpn_deltas = model.rpn_head(features)  # [1, A], [1, A, 4]
-    grid = tuple(features.shape[-2:])
-    anchors = model.anchor_generator(image_size, [grid], torch.float32, images.device)  # [A, 4]
-    proposals, _ = select_proposals(anchors, objectness[0], rpn_deltas[0], image_size,
-                                    model.rpn_pre_nms_top_n[1], model.rpn_post_nms_top_n[1])  # [P, 4]
-    roi_features = roi_align(features.float(), [proposals], 7, 1 / STRIDE, 2)  # [P, C, 7, 7]
-    class_logits, box_deltas = model.box_head(roi_features)
-    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
-                                       nms_threshold, max_detections)
-    levels = [AnchorLevel(anchors, grid, STRIDE, model.anchor_generator.num_anchors_per_location()[0])]
-    return Run(detections, proposals, levels if want_levels else [])
-
-
-@torch.no_grad()
-def run_faster_rcnn_fpn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float,
-                        max_detections: int, want_levels: bool, test_index: int | None = None) -> Run:
-    """FasterRCNNFPN's eval forward, stage by stage: RPN on P3-P5, per-level proposal selection,
-    multi-scale RoI Align, ``faster_rcnn_inference`` with the reader's thresholds."""
-    from lectures_code.detection.faster_rcnn import faster_rcnn_inference
-    from lectures_code.detection.faster_rcnn_fpn import multiscale_roi_align, select_proposals_per_level
-
-    images = image[None]  # [1, 3, H, W]
-    image_size = tuple(images.shape[-2:])
-    features = model.backbone(images - 0.5)  # [P3, P4, P5], [1, C, H / s, W / s] each
-    per_level = [model.rpn_head(feature) for feature in features]  # one head shared by all levels
-    objectness = torch.cat([logits for logits, _ in per_level], dim=1)  # [1, A]
-    rpn_deltas = torch.cat([deltas for _, deltas in per_level], dim=1)  # [1, A, 4]
-    num_anchors_per_level = [logits.shape[1] for logits, _ in per_level]
-    grids = [tuple(feature.shape[-2:]) for feature in features]
-    anchors = model.anchor_generator(image_size, grids, torch.float32, images.device)  # [A, 4]
-    proposals, _, _ = select_proposals_per_level(anchors, objectness[0], rpn_deltas[0], num_anchors_per_level,
-                                                 image_size, model.rpn_pre_nms_top_n[1], model.rpn_post_nms_top_n[1])
-    roi_features = multiscale_roi_align([f.float() for f in features], [proposals], image_size, 7, 2,
-                                        model.roi_canonical_scale, model.roi_canonical_level)  # [P, C, 7, 7]
-    class_logits, box_deltas = model.box_head(roi_features)
-    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
-                                       nms_threshold, max_detections)
+def run_model(entry, model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
+              want_levels: bool, test_index: int | None = None) -> Run:
+    """``model.predict`` on one image float [3, H, W] in [0, 1] with the reader's thresholds; Fast R-CNN gets
+    its Selective Search proposals here so that a test canvas can read them from the cache."""
+    settings = {"score_threshold": score_threshold, "nms_threshold": nms_threshold, "max_detections": max_detections}
+    note = ""
+    if entry.proposals == "Selective Search":
+        start = time.perf_counter()
+        found = proposals_for(image.cpu(), "test", test_index) if test_index is not None else proposals_for(image.cpu())
+        search_ms = (time.perf_counter() - start) * 1000
+        result = model.predict(image[None], [found], **settings)[0]
+        cached = "（测试画布：读缓存）" if test_index is not None else ""
+        note = (f"其中 Selective Search {search_ms:.0f} ms{cached}，{len(result['proposals'])} 个候选框"
+                if len(result["proposals"]) else "Selective Search 没有找到候选框")
+    else:
+        result = model.predict(image[None], **settings)[0]
     levels = []
-    if want_levels:
-        per_cell = model.anchor_generator.num_anchors_per_location()
-        for level_anchors, grid, k in zip(anchors.split(num_anchors_per_level), grids, per_cell):
-            levels.append(AnchorLevel(level_anchors, grid, image_size[0] // grid[0], k))
-    return Run(detections, proposals, levels)
-
-
-@torch.no_grad()
-def run_fast_rcnn(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
-                  want_levels: bool, test_index: int | None = None) -> Run:
-    """FastRCNN's eval forward with Selective Search proposals (cached for a test canvas, computed now
-    otherwise), ``faster_rcnn_inference`` with the reader's thresholds."""
-    from lectures_code.detection.fast_rcnn import usable_proposals
-    from lectures_code.detection.faster_rcnn import faster_rcnn_inference
-    from lectures_code.detection.rcnn import proposals_for
-
-    start = time.perf_counter()
-    found = proposals_for(image.cpu(), "test", test_index) if test_index is not None else proposals_for(image.cpu())
-    search_ms = (time.perf_counter() - start) * 1000
-    image_size = tuple(image.shape[-2:])
-    proposals = usable_proposals(found.to(image.device), image_size)  # [P, 4], Selective Search's order
-    if len(proposals) == 0:
-        empty = {"boxes": image.new_zeros(0, 4), "scores": image.new_zeros(0),
-                 "labels": torch.zeros(0, dtype=torch.int64, device=image.device)}
-        return Run(empty, proposals, note="Selective Search 没有找到候选框")
-    features = model.backbone(image[None] - 0.5)  # [1, C, H / 8, W / 8]: ONE pass for all regions
-    class_logits, box_deltas = model.box_head(model.roi_features(features, [proposals]))
-    detections = faster_rcnn_inference(class_logits, box_deltas, proposals, image_size, score_threshold,
-                                       nms_threshold, max_detections)
-    cached = "（测试画布：读缓存）" if test_index is not None else ""
-    return Run(detections, proposals,
-               note=f"其中 Selective Search {search_ms:.0f} ms{cached}，{len(proposals)} 个候选框")
-
-
-@torch.no_grad()
-def run_retinanet(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
-                  want_levels: bool, test_index: int | None = None) -> Run:
-    """RetinaNet's head outputs, then ``retinanet_postprocess`` with the reader's thresholds."""
-    from lectures_code.detection.retinanet import retinanet_postprocess
-
-    images = image[None]
-    image_size = tuple(images.shape[-2:])
-    outputs = model.head_outputs(images)
-    detections = retinanet_postprocess(
-        outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["anchors"],
-        outputs["num_anchors_per_level"], image_size, score_threshold, model.topk_candidates, nms_threshold,
-        max_detections)[0]
-    levels = []
-    if want_levels:
-        per_cell = model.head.num_anchors
-        for level_anchors in outputs["anchors"].split(outputs["num_anchors_per_level"]):
-            side = math.isqrt(len(level_anchors) // per_cell)  # square canvases: H = W
-            levels.append(AnchorLevel(level_anchors, (side, side), image_size[0] // side, per_cell))
-    return Run(detections, anchor_levels=levels)
-
-
-@torch.no_grad()
-def run_fcos(model, image: torch.Tensor, score_threshold: float, nms_threshold: float, max_detections: int,
-             want_levels: bool, test_index: int | None = None) -> Run:
-    """``fcos_detect`` with the reader's thresholds; with ``want_levels`` also every point's box and score."""
-    from lectures_code.detection.fcos import distances_to_boxes, fcos_detect
-
-    detections = fcos_detect(model, image[None], score_threshold=score_threshold, nms_threshold=nms_threshold,
-                             max_detections=max_detections)[0]
-    levels = []
-    if want_levels:
-        outputs = model(image[None])
-        scores = torch.sqrt(outputs["cls_logits"][0].float().sigmoid()
-                            * outputs["centerness_logits"][0].float().sigmoid()[:, None])  # [P, C]
-        best, labels = scores.max(dim=1)  # [P]
-        boxes = distances_to_boxes(outputs["points"], outputs["box_distances"][0].float())  # [P, 4]
-        first = 0
-        for stride, count in zip(model.strides, outputs["num_points_per_level"]):
-            grid = (image.shape[-2] // stride, image.shape[-1] // stride)
-            part = slice(first, first + count)
-            levels.append(PointLevel(outputs["points"][part], boxes[part], best[part], labels[part], grid, stride))
-            first += count
-    return Run(detections, point_levels=levels)
-
-
-@dataclass(frozen=True)
-class Detector:
-    """One row of the detector table: where the model lives and how the demo runs it."""
-
-    checkpoint: str  # lectures_code/checkpoints/<checkpoint>.pt (checkpoints.MODELS names its module and class)
-    run: object  # (model, image, score, nms, max_detections, want_levels, test_index) -> Run
-    proposals: str  # "RPN", "Selective Search" (two-stage: proposals to show) or "" (single-stage)
-    cells: str  # "anchors", "points" (what "show anchors / points" draws) or ""
-    summary: str  # one line for the Markdown message
-
-    @property
-    def module(self) -> str:  # lectures_code.detection.<module>
-        return checkpoints.MODELS[self.checkpoint][0]
-
-    @property
-    def model_class(self) -> str:  # its nn.Module, built from the checkpoint's metadata["config"]
-        return checkpoints.MODELS[self.checkpoint][1]
-
-
-DETECTORS = {
-    "Faster R-CNN": Detector(
-        "faster_rcnn_digits", run_faster_rcnn, "RPN", "anchors",
-        "RPN（stride 8 上每格 15 个锚框 → 前 100 个候选框）→ RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
-    "Faster R-CNN + FPN": Detector(
-        "faster_rcnn_fpn_digits", run_faster_rcnn_fpn, "RPN", "anchors",
-        "FPN P3–P5，同一个 RPN 头读每一层 → 按层选候选框 → 按框大小选层做 RoI Align → 分类 + 回归 → 按类 NMS"),
-    "Fast R-CNN": Detector(
-        "fast_rcnn_digits", run_fast_rcnn, "Selective Search", "",
-        "Selective Search 候选框 → 整张图只过一次 CNN → RoI Align 7×7 → 分类 + 回归 → 按类 NMS"),
-    "RetinaNet": Detector(
-        "retinanet_digits", run_retinanet, "", "anchors",
-        "FPN P3–P5，每个位置 9 个锚框直接分类（focal loss）+ 回归，无候选框 → 按类 NMS"),
-    "FCOS": Detector(
-        "fcos_digits", run_fcos, "", "points",
-        "FPN P3–P5 每个点直接预测类别、(l, t, r, b) 与 centerness，无锚框 → 按类 NMS"),
-}
+    if want_levels and entry.cells == "anchors":
+        levels = model.anchor_levels(tuple(image.shape[-2:]))
+    elif want_levels and entry.cells == "points":
+        levels = model.point_levels(image)
+    detections = {key: result[key] for key in ("boxes", "scores", "labels")}
+    return Run(detections, result.get("proposals"), levels, note)
 
 
 def shipped_detectors() -> list[str]:
-    """Display names of the detectors whose checkpoint is listed in SHA256SUMS and present."""
-    shipped = checkpoints.shipped_names(checkpoints.CHECKPOINT_DIR)
-    return [name for name, spec in DETECTORS.items() if spec.checkpoint in shipped]
+    """Display names of the detectors whose checkpoint is present and listed in SHA256SUMS."""
+    shipped = {entry.name for entry in registry.shipped()}
+    return [title for title, entry in DETECTORS.items() if entry.name in shipped]
 
 
 @lru_cache(maxsize=len(DETECTORS))
-def _model(checkpoint: str):
+def _model(name: str):
     """Load a shipped model once (hash-checked, ``weights_only=True``), then keep it."""
-    return checkpoints.load_pretrained(checkpoint, checkpoints.CHECKPOINT_DIR)
+    return registry.load_pretrained(name)
 
 
 @lru_cache(maxsize=1)
@@ -415,9 +251,9 @@ def run_detector(source, sketch, index, upload, detector, score_threshold, nms_t
         return None, (f"**缺少模型文件 (missing checkpoint)：** {spec.checkpoint}.pt 还没有训练好或不在 "
                       f"SHA256SUMS 里；可用的检测器：{', '.join(shipped_detectors()) or '无'}"), []
     try:
-        model = _model(spec.checkpoint)
+        model = _model(spec.name)
         start = time.perf_counter()
-        run = spec.run(model, image, score_threshold, nms_threshold, max_detections, show_cells, test_index)
+        run = run_model(spec, model, image, score_threshold, nms_threshold, max_detections, show_cells, test_index)
         milliseconds = (time.perf_counter() - start) * 1000
     except FileNotFoundError as err:
         return None, f"**缺少模型文件 (missing checkpoint)：** {err}", []
@@ -493,7 +329,7 @@ def _report(image, description, target, detector, spec, run, milliseconds, score
 
 def _cell_overlay(run: Run, level: int, cell: tuple[int, int]):
     """What to draw for the chosen level and pixel position: (drawing dict, Markdown line)."""
-    levels = run.anchor_levels or run.point_levels
+    levels = run.levels
     if not levels:
         return None, "- 这个检测器没有可显示的锚框或特征点"
     note = ""
@@ -505,8 +341,7 @@ def _cell_overlay(run: Run, level: int, cell: tuple[int, int]):
     col, row = min(cell[0] // chosen.stride, grid_w - 1), min(cell[1] // chosen.stride, grid_h - 1)
     centre = (col * chosen.stride, row * chosen.stride)  # anchors and FCOS points sit at (x * s, y * s)
     if isinstance(chosen, AnchorLevel):
-        first = (row * grid_w + col) * chosen.per_cell  # anchors are location-major, then the K shapes
-        anchors = chosen.anchors[first:first + chosen.per_cell].detach().cpu()
+        anchors = chosen.anchors_at(row, col).detach().cpu()
         name = f"第 {level} 层（P{level + 3}，" if len(levels) > 1 else "特征图（"
         line = (f"- 青色虚线：{name}stride {chosen.stride}，{grid_h}×{grid_w}）格子 (行 {row}, 列 {col}) "
                 f"的全部 {chosen.per_cell} 个锚框 (anchors)，中心 {centre}{note}")

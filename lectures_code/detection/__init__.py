@@ -1,28 +1,35 @@
-"""Lectures 13-14 · object detection, from scratch. One op per file; boxes are xyxy unless stated.
+"""Lectures 13-14 · object detection, from scratch. Boxes are xyxy in pixels unless stated.
 
-    boxes.py            box_area, box_iou, box_convert
-    box_coding.py       encode_boxes / decode_boxes: (tx, ty, tw, th) and back
-    nms.py              nms, batched_nms (greedy, equal to torchvision index for index)
-    coco_eval.py        coco_evaluate: the 12 COCO numbers, equal to pycocotools
-    voc_ap.py           voc_ap: PASCAL VOC 2007 11-point and 2010+ AP
+The pure tensor ops (boxes, box coding, NMS, RoI Pool / Align, losses) are in ``lectures_code.ops`` and
+the metrics (COCO AP, VOC AP) in ``lectures_code.metrics``; their names are re-exported here as before.
+
+Where boxes come from (Lecture 13)
     sliding_window.py   how many windows a sliding-window detector would have to classify
     selective_search.py region proposals by hierarchical grouping (Uijlings et al.)
-    rcnn_targets.py     R-CNN proposal labels (>= 0.5 / < 0.3) and crop-and-warp
-    single_object.py    classification + box regression for one object per image
-    rcnn.py             R-CNN trained on the digit canvases
-    roi_pool.py, roi_align.py   Lecture 14's RoI feature cropping (roi_teaching.py: the loop versions)
-    anchors.py, matcher.py, sampler.py, rpn_targets.py   Faster R-CNN's RPN building blocks
-    losses.py, fcos_targets.py  focal loss, GIoU losses, FCOS target assignment
-    fast_rcnn.py        Fast R-CNN: Selective Search proposals + one backbone pass + RoI Align head
+Assigning training targets
+    anchors.py          AnchorGenerator, AnchorLevel: anchor boxes of each feature-map level
+    matcher.py          match_boxes: IoU thresholds with low-quality matches
+    sampler.py          sample_positive_negative: fixed-size minibatches with a share of positives
+    rcnn_targets.py     R-CNN's proposal labels (>= 0.5 / < 0.3) and crop-and-warp
+    rpn_targets.py      the RPN's anchor labels and box targets
+    fcos_targets.py     FCOS's points, scale ranges, center sampling, centerness
+Networks
+    backbones.py        conv_block, small_backbone, Backbone (C3-C5), FeaturePyramid, PyramidBackbone
+    single_object.py    classification + box regression for one object per image (Lecture 13)
+    rcnn.py             R-CNN: Selective Search + per-region CNN (Lecture 13)
+    fast_rcnn.py        Fast R-CNN: one backbone pass + RoI Align head
     faster_rcnn.py      Faster R-CNN: RPN + RoI Align head, four losses
     faster_rcnn_fpn.py  Faster R-CNN on a feature pyramid (per-level proposals, multi-scale RoI Align)
     retinanet.py        RetinaNet: anchors + FPN + focal loss (single stage)
     fcos.py             FCOS: anchor-free, (l, t, r, b) + centerness (single stage)
-    training_cli.py     what the detectors' training commands share (arguments, records, checkpoints)
-    visualize.py, figures*.py   drawing boxes; the figures of the notes
+Using them
+    inference.py        what every ``model.predict(images, score_threshold, nms_threshold, max_detections)``
+                        checks; two-stage detectors also return their proposals
+    evaluation.py       COCO AP of a detector on the test canvases, one canvas at a time
 
-The detectors are imported from their own modules (``from lectures_code.detection.fcos import FCOS``);
-their shipped weights load with ``lectures_code.checkpoints.load_pretrained("fcos_digits")``.
+Every detector trains with the shared loop (``lectures_code.training.fit``): in train mode its forward
+returns a dict of losses. The registry (``lectures_code.registry``) names each one's data, recipe and
+checkpoint: ``lectures train fcos``, ``lectures_code.registry.load_pretrained("fcos")``.
 """
 
 from lectures_code.detection.anchors import AnchorGenerator, base_anchors, grid_anchors

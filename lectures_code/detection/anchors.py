@@ -25,6 +25,7 @@ All boxes are xyxy in input-image pixels, with no "+1" convention. The layout is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -105,6 +106,30 @@ def grid_anchors(base: Tensor, grid_size, stride) -> Tensor:
 # --8<-- [end:anchors]
 
 
+@dataclass
+class AnchorLevel:
+    """The anchors of one feature-map level (what a figure or a demo shows of a detector).
+
+    anchors [H * W * K, 4] xyxy (location-major, then the K shapes), grid (H, W), stride in pixels,
+    per_cell = K.
+    """
+
+    anchors: Tensor
+    grid: tuple[int, int]
+    stride: int
+    per_cell: int
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int]:
+        """(row, column) of the cell whose anchors are centred nearest above-left of pixel (x, y)."""
+        grid_h, grid_w = self.grid
+        return min(max(int(y) // self.stride, 0), grid_h - 1), min(max(int(x) // self.stride, 0), grid_w - 1)
+
+    def anchors_at(self, row: int, column: int) -> Tensor:
+        """The K anchors [K, 4] of cell (row, column), all centred at (column * stride, row * stride)."""
+        first = (row * self.grid[1] + column) * self.per_cell
+        return self.anchors[first:first + self.per_cell]
+
+
 class AnchorGenerator:
     """Anchors of one or more feature-map levels (one level per FPN stage).
 
@@ -169,3 +194,12 @@ class AnchorGenerator:
             base = base_anchors(level_sizes, level_ratios, torch.float32, device).to(dtype)
             per_level.append(grid_anchors(base, (grid_h, grid_w), stride))
         return torch.cat(per_level)
+
+    def levels(self, image_size, strides: Sequence[int], device: torch.device | str = "cpu") -> list[AnchorLevel]:
+        """The anchors of every level as :class:`AnchorLevel`, for feature maps of ``image_size // stride``."""
+        image_h, image_w = _as_pair(image_size, "image_size")
+        grids = [(image_h // s, image_w // s) for s in strides]
+        anchors = self(image_size, grids, torch.float32, device)
+        counts = [h * w * k for (h, w), k in zip(grids, self.num_anchors_per_location())]
+        return [AnchorLevel(level, grid, stride, k) for level, grid, stride, k
+                in zip(anchors.split(counts), grids, strides, self.num_anchors_per_location())]

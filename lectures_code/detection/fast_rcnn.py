@@ -10,7 +10,7 @@ Fast R-CNN runs the CNN ONCE per image and cuts the regions out of its feature m
 1. Region proposals: Lecture 13's Selective Search ("fast" strategy, at most 400 per canvas, ~100
    here), computed outside the network and cached on disk (:func:`lectures_code.detection.rcnn.proposals_for`).
    They are clipped to the image and boxes under 2 px (R-CNN's rule) are dropped.
-2. Backbone: the same small CNN as our Faster R-CNN (``small_backbone``), stride 8, so a 128x128
+2. Backbone: the same small CNN as our Faster R-CNN (``small_backbone`` of ``backbones.py``), stride 8, so a 128x128
    canvas gives a 16x16 feature map with 128 channels, computed once per image.
 3. RoI pooling: each proposal is projected onto the feature map (``spatial_scale = 1 / 8``) and
    pooled to a fixed 7x7 grid. We use our ``roi_align`` (sampling ratio 2, aligned=False, as
@@ -31,16 +31,14 @@ Fast R-CNN runs the CNN ONCE per image and cuts the regions out of its feature m
 7. Inference (``faster_rcnn_inference``, shared): softmax, one box per class, clip, score >= 0.05,
    per-class NMS at 0.5, top 100 per image.
 
-Training (:func:`train_fast_rcnn`) is deterministic for a seed, uses automatic mixed precision only
-on CUDA, shows tqdm bars and saves a resumable checkpoint after every epoch. At test time (one CPU
+The shared loop trains it (registry entry "fast-rcnn": ``lectures train fast-rcnn``) on
+:class:`ProposalCanvasSet`, whose minibatches carry each canvas's proposals. At test time (one CPU
 thread, batch 1) the network takes ~20 ms per canvas and Selective Search ~60 ms: region proposals
 dominate Fast R-CNN's test time, which is what Faster R-CNN's learned proposals fix.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 
@@ -49,29 +47,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lectures_code.data.digit_canvases import NUM_CLASSES
+from lectures_code.data.digit_canvases import NUM_CLASSES, CanvasDetectionSet
+from lectures_code.detection.backbones import small_backbone
+from lectures_code.detection.evaluation import SUBSET, evaluate_on_canvases, rounded_per_class
 from lectures_code.detection.faster_rcnn import (
-    BOX_WEIGHTS,
     SMOOTH_L1_BETA,
     STRIDE,
     BoxHead,
     box_head_targets,
-    faster_rcnn_inference,
-    render_canvases,
-    small_backbone,
+    detections_per_image,
 )
-from lectures_code.detection.rcnn import MAX_PROPOSALS, STRATEGY, proposals_for
-from lectures_code.detection.training_cli import (
-    check_recipe,
-    evaluate_on_canvases,
-    load_training_state,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
+from lectures_code.detection.inference import inference_settings
+from lectures_code.detection.rcnn import proposals_for
+from lectures_code.metrics.coco_eval import named_stats
 from lectures_code.ops.roi_align import roi_align
 from lectures_code.ops.roi_pool import roi_pool
+from lectures_code.progress import progress_bar
 
 POOLED_SIZE = 7
 SAMPLING_RATIO = 2
@@ -194,27 +185,36 @@ class FastRCNN(nn.Module):
             return roi_pool(features, boxes, POOLED_SIZE, 1 / STRIDE)
         return roi_align(features, boxes, POOLED_SIZE, 1 / STRIDE, SAMPLING_RATIO)
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, proposals: list[torch.Tensor] | None = None,
+                score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, torch.Tensor]]:
+        """Detections of a batch (eval mode): one dict per image {"boxes" float32 [D, 4] xyxy, "scores" float32
+        [D] descending, "labels" int64 [D] digits 0..9, "proposals" float32 [P, 4] the usable proposals in
+        Selective Search's order}. ``proposals=None`` runs Selective Search now (on the CPU, not cached)."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        self._check(images, proposals, None)
+        image_size = tuple(images.shape[-2:])
+        if proposals is None:  # Selective Search on the CPU: the slow part of Fast R-CNN at test time
+            proposals = [proposals_for(image) for image in images]
+        proposals = [usable_proposals(boxes.to(images.device), image_size) for boxes in proposals]
+        features = self.backbone(images - 0.5)  # [B, C, H / 8, W / 8]: ONE pass for all regions of an image
+        class_logits, box_deltas = self.box_head(self.roi_features(features, proposals))  # [sum P, 11], [., 10, 4]
+        detections = detections_per_image(class_logits, box_deltas, proposals, image_size, score_threshold,
+                                          nms_threshold, max_detections)
+        return [d | {"proposals": p} for d, p in zip(detections, proposals)]
+
     # --8<-- [start:fast_rcnn_forward]
     def forward(self, images: torch.Tensor, proposals: list[torch.Tensor] | None = None,
                 targets: list[dict] | None = None):
+        if not self.training:  # eval: the detections with the model's thresholds
+            return [{k: d[k] for k in ("boxes", "scores", "labels")} for d in self.predict(images, proposals)]
         self._check(images, proposals, targets)
         image_size = tuple(images.shape[-2:])
-        if proposals is None:  # eval only: Selective Search now, on the CPU (the slow part at test time)
-            proposals = [proposals_for(image) for image in images]
         proposals = [usable_proposals(boxes.to(images.device), image_size) for boxes in proposals]
         # The whole point of Fast R-CNN: ONE backbone pass per image, shared by all its regions.
         features = self.backbone(images - 0.5)  # [B, C, H / 8, W / 8]
-
-        if not self.training:
-            class_logits, box_deltas = self.box_head(self.roi_features(features, proposals))  # [sum P, 11], [., 10, 4]
-            detections, first = [], 0
-            for boxes in proposals:
-                last = first + len(boxes)
-                detections.append(faster_rcnn_inference(
-                    class_logits[first:last], box_deltas[first:last], boxes, image_size, self.score_threshold,
-                    self.nms_threshold, self.max_detections))
-                first = last
-            return detections
 
         sampled, labels, box_targets = [], [], []
         for boxes, target in zip(proposals, targets):
@@ -237,92 +237,26 @@ class FastRCNN(nn.Module):
                 "nms_threshold": self.nms_threshold, "max_detections": self.max_detections}
 
 
-def canvas_proposals(images: torch.Tensor, split: str, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-                     progress: bool = False) -> list[torch.Tensor]:
-    """Selective-search proposals (float32 [P_i, 4] xyxy, CPU) of uint8 canvases [N, 3, H, W], cached on disk
-    under (split, index, seed) by ``proposals_for``."""
-    return [proposals_for(images[index].float() / 255, split, index, seed, cache_dir=cache_dir)
-            for index in progress_bar(range(len(images)), progress, f"proposals ({split})")]
+class ProposalCanvasSet(CanvasDetectionSet):
+    """Training canvases with their Selective Search proposals (computed once, cached on disk by
+    ``proposals_for``): collate gives {"images", "proposals": B x [P_i, 4], "targets"}."""
 
+    def __init__(self, split: str = "train", size: int = 1000, seed: int = 0, progress: bool = False,
+                 cache_dir: str | os.PathLike | None = None):
+        super().__init__(split, size, seed, progress)
+        start = time.perf_counter()
+        self.proposals = [proposals_for(self.images[index].float() / 255, split, index, seed, cache_dir=cache_dir)
+                          for index in progress_bar(range(size), progress, f"proposals ({split})")]
+        self.proposal_seconds = time.perf_counter() - start  # cache reads + Selective Search of the uncached
 
-def train_fast_rcnn(
-    num_train_images: int = 3000,
-    epochs: int = 6,
-    lr: float = 2e-3,
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    max_steps: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    roi_op: str = "roi_align",
-) -> tuple[FastRCNN, dict]:
-    """Train a :class:`FastRCNN` on the first ``num_train_images`` training canvases and their proposals.
+    def collate(self, indices: torch.Tensor, device: torch.device) -> dict:
+        batch = super().collate(indices, device)
+        return {"images": batch["images"], "proposals": [self.proposals[i].to(device) for i in indices.tolist()],
+                "targets": batch["targets"]}
 
-    The Selective Search proposals are computed first (or read from the cache) and kept in memory.
-    AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient-norm clipping at 10. Each
-    epoch shuffles with a generator seeded by (seed, epoch) and reseeds torch's global generator (the
-    region sampler's randomness), so a run is deterministic and a resumed run repeats an uninterrupted
-    one. With ``checkpoint_path`` {"model", "optimizer", "scheduler", "scaler", "epoch", "history",
-    "config", "run"} is saved after every epoch. ``max_steps`` stops early (for tests).
-
-    Returns:
-        (model in eval mode, history): history has per-step lists of the two losses and "total",
-        "epoch_seconds", "train_seconds", "proposal_seconds" (cache reads plus Selective Search for the
-        uncached images), "proposals_per_image", "device".
-    """
-    check_recipe(num_train_images, epochs, batch_size, lr)
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-
-    images, targets = render_canvases(num_train_images, "train", seed, progress)
-    start = time.perf_counter()
-    proposals = canvas_proposals(images, "train", seed, cache_dir, progress)
-    proposal_seconds = time.perf_counter() - start
-
-    torch.manual_seed(seed)
-    model = FastRCNN(roi_op=roi_op).to(device)
-    config = model.config()
-    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
-    history: dict = {key: [] for key in (*LOSS_NAMES, "total")} | {"epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
-
-    step = 0
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        torch.manual_seed(seed * 1000 + epoch)  # the region sampler uses torch's global generator
-        order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        bar = progress_bar(order.split(batch_size), progress, f"Fast R-CNN epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            # --8<-- [start:fast_rcnn_train_step]
-            batch_images = images[batch].to(device).float().div_(255)  # [B, 3, H, W]
-            batch_proposals = [proposals[i].to(device) for i in batch.tolist()]  # B x [P_i, 4]
-            batch_targets = [{k: v.to(device) for k, v in targets[i].items()} for i in batch.tolist()]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = model(batch_images, batch_proposals, batch_targets)
-            total = losses["loss_classifier"] + losses["loss_box_reg"]
-            optimizer_step(total, model, optimizer, scaler, scheduler)  # backward through head AND shared backbone
-            # --8<-- [end:fast_rcnn_train_step]
-            for key, value in (losses | {"total": total}).items():
-                history[key].append(float(value.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{np.mean(history['total'][-20:]):.3f}")
-            step += 1
-            if max_steps is not None and step >= max_steps:
-                break
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        if max_steps is not None and step >= max_steps:
-            break
-        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
-
-    history.update(train_seconds=float(sum(history["epoch_seconds"])), proposal_seconds=proposal_seconds,
-                   proposals_per_image=float(np.mean([len(p) for p in proposals])), device=str(device))
-    return model.eval(), history
+    def summary(self) -> dict:
+        return {"proposal_seconds_train": round(self.proposal_seconds, 1),
+                "proposals_per_train_image": round(float(np.mean([len(p) for p in self.proposals])), 1)}
 
 
 @torch.no_grad()
@@ -360,65 +294,20 @@ def evaluate_fast_rcnn(
     return result
 
 
-def load_pretrained(name: str = "fast_rcnn_digits", directory: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> FastRCNN:
-    """The shipped, SHA-256-checked Fast R-CNN (see :mod:`lectures_code.checkpoints`), in eval mode."""
-    from lectures_code import checkpoints
-
-    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped Fast R-CNN.
-
-    ``python -m lectures_code.detection.fast_rcnn --num-train-images N --epochs E --ship``
-    """
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "fast_rcnn", num_train_images=3000, epochs=6, lr=2e-3,
-                                          batch_size=8, threads=2, record="docs/data/lecture14_detectors.json")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_fast_rcnn(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device,
-                                     args.seed, args.checkpoint_path, progress=True, resume=not args.no_resume)
-    model = model.cpu()  # test latency is measured on the CPU, batch 1
-    # Every test image gets fresh Selective Search: the latency a new image would see.
-    evaluation = evaluate_fast_rcnn(model, args.num_test_images, cached_proposals=False, progress=True)
-    subset = evaluate_fast_rcnn(model, 40, progress=False)  # the subset tests/detection/test_fast_rcnn.py checks
-    record = {
-        "model": "FastRCNN",
-        **training_cli.run_info("lectures_code.detection.fast_rcnn", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "train_seconds": round(history["train_seconds"], 1),
+def evaluation_record(model: FastRCNN, num_test_images: int = 200, progress: bool = False) -> dict:
+    """The training record's test part. Every test canvas gets fresh Selective Search (the latency a new
+    image would see); the first-40 subset that the tests re-check reads the proposal cache."""
+    evaluation = evaluate_fast_rcnn(model, num_test_images, cached_proposals=False, progress=progress)
+    subset = evaluate_fast_rcnn(model, min(SUBSET, num_test_images), progress=False)
+    return {
+        "test_images": num_test_images,
+        "test": named_stats(evaluation["stats"]),
+        "per_class_ap": rounded_per_class(evaluation["per_class_ap"]),
+        f"test_first_{SUBSET}": named_stats(subset["stats"]),
+        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
+        "seconds_per_test_image_without_proposals": round(evaluation["seconds_per_image_without_proposals"], 4),
         "proposal_seconds": {
-            "train_total (cache reads + selective search of the uncached)": round(history["proposal_seconds"], 1),
             "per_image_selective_search (uncached, test)": round(evaluation["seconds_per_image_proposals"], 4),
             "per_image_cache_read (test)": round(subset["seconds_per_image_proposals"], 4),
         },
-        "proposals_per_train_image": round(history["proposals_per_image"], 1),
-        "final_loss": {k: round(float(np.mean(v[-50:])), 4) for k, v in history.items()
-                       if k.startswith("loss") or k == "total"},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
-        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
-        "seconds_per_test_image_without_proposals": round(evaluation["seconds_per_image_without_proposals"], 4),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "settings": model.config() | {"stride": STRIDE, "box_weights": list(BOX_WEIGHTS), "box_match": [0.5, 0.5],
-                                      "roi": f"{model.roi_op} {POOLED_SIZE}x{POOLED_SIZE}"
-                                             + (f", sr {SAMPLING_RATIO}" if model.roi_op == "roi_align" else ""),
-                                      "proposals": f"selective search {STRATEGY}, max {MAX_PROPOSALS}",
-                                      "batch_size": args.batch_size, "lr": args.lr},
     }
-    if args.ship:
-        training_cli.ship("fast_rcnn", model, model.config(), args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

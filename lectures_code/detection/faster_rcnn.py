@@ -27,36 +27,24 @@ One network, two stages, trained jointly with four losses:
 6. Inference (:func:`faster_rcnn_inference`): softmax, decode one box per class, clip, score >= 0.05,
    per-class NMS (``batched_nms``) at 0.5, top 100 per image.
 
-Training (:func:`train_faster_rcnn`) is deterministic for a seed, uses automatic mixed precision only
-on CUDA, shows tqdm bars and saves a resumable checkpoint after every epoch.
+The shared loop (``lectures_code.training.fit``) trains it: in train mode ``forward(images, targets)``
+returns the four losses. ``lectures train faster-rcnn`` (the registry entry "faster-rcnn") is the recipe.
+``predict`` is the inference API: detections, plus the RPN proposals behind them.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
-
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
-from lectures_code.detection.anchors import AnchorGenerator
+from lectures_code.data.digit_canvases import NUM_CLASSES
+from lectures_code.detection.anchors import AnchorGenerator, AnchorLevel
+from lectures_code.detection.backbones import small_backbone
+from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.matcher import match_boxes
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
-from lectures_code.detection.training_cli import (
-    check_recipe,
-    evaluate_on_canvases,
-    load_training_state,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
 from lectures_code.ops.box_coding import decode_boxes, encode_boxes
 from lectures_code.ops.boxes import box_iou
 from lectures_code.ops.nms import batched_nms, nms
@@ -68,20 +56,6 @@ ANCHOR_SIZES = (16, 24, 32, 48, 64)
 ANCHOR_RATIOS = (1.0, 2.0, 4.0)  # h / w: digits are upright, a "1" is up to ~5x taller than wide
 STRIDE = 8
 SMOOTH_L1_BETA = 1 / 9
-
-
-def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
-
-
-def small_backbone(channels: int = 128) -> nn.Sequential:
-    """Images [B, 3, H, W] -> features [B, channels, H / 8, W / 8]; receptive field ~60 px (a big digit)."""
-    return nn.Sequential(
-        _conv_block(3, 32, stride=2), _conv_block(32, 32), nn.MaxPool2d(2),  # 128 -> 64 -> 32
-        _conv_block(32, 64), _conv_block(64, 64), nn.MaxPool2d(2),  # -> 16
-        _conv_block(64, channels), _conv_block(channels, channels),
-    )
 
 
 # --8<-- [start:rpn_head]
@@ -278,12 +252,27 @@ def faster_rcnn_inference(
 # --8<-- [end:faster_rcnn_inference]
 
 
+def detections_per_image(class_logits: torch.Tensor, box_deltas: torch.Tensor, proposals: list[torch.Tensor],
+                         image_size: tuple[int, int], score_threshold: float, nms_threshold: float,
+                         max_detections: int) -> list[dict[str, torch.Tensor]]:
+    """:func:`faster_rcnn_inference` for each image of a batch whose proposals' head outputs were
+    concatenated (class_logits [sum P_i, 1 + C], box_deltas [sum P_i, C, 4], proposals B x [P_i, 4])."""
+    detections, first = [], 0
+    for boxes in proposals:
+        last = first + len(boxes)
+        detections.append(faster_rcnn_inference(class_logits[first:last], box_deltas[first:last], boxes, image_size,
+                                                score_threshold, nms_threshold, max_detections))
+        first = last
+    return detections
+
+
 class FasterRCNN(nn.Module):
     """Faster R-CNN: backbone + RPN + RoI Align box head, trained end to end.
 
     ``forward(images, targets)`` in train mode returns the dict of the four losses;
     ``forward(images)`` in eval mode returns one dict per image {"boxes" float32 [D, 4] xyxy,
-    "scores" float32 [D], "labels" int64 [D] digits 0..9}.
+    "scores" float32 [D], "labels" int64 [D] digits 0..9}; :meth:`predict` takes the reader's thresholds
+    and also returns the proposals; :meth:`anchor_levels` gives the anchors.
 
     Args:
         images: float [B, 3, H, W] in [0, 1] (H, W multiples of 8).
@@ -335,28 +324,52 @@ class FasterRCNN(nn.Module):
                     raise ValueError(f"target boxes must be [G, 4] and labels [G], got {tuple(boxes.shape)}, "
                                      f"{tuple(labels.shape)}")
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
-        self._check(images, targets)
+    def _proposals(self, images: torch.Tensor):
+        """Backbone features, RPN outputs, anchors and each image's proposals (boxes, objectness)."""
         image_size = tuple(images.shape[-2:])
         features = self.backbone(images - 0.5)  # [B, C, H / 8, W / 8]
         objectness, rpn_deltas = self.rpn_head(features)  # [B, A], [B, A, 4]
         anchors = self.anchor_generator(image_size, [features.shape[-2:]], torch.float32, images.device)  # [A, 4]
         mode = 0 if self.training else 1
         proposals = [select_proposals(anchors, objectness[i], rpn_deltas[i], image_size,
-                                      self.rpn_pre_nms_top_n[mode], self.rpn_post_nms_top_n[mode])[0]
+                                      self.rpn_pre_nms_top_n[mode], self.rpn_post_nms_top_n[mode])
                      for i in range(len(images))]
+        return features, objectness, rpn_deltas, anchors, proposals
 
-        if not self.training:
-            roi_features = roi_align(features.float(), proposals, 7, 1 / STRIDE, 2)  # [sum P, C, 7, 7]
-            class_logits, box_deltas = self.box_head(roi_features)
-            detections, first = [], 0
-            for boxes in proposals:
-                last = first + len(boxes)
-                detections.append(faster_rcnn_inference(
-                    class_logits[first:last], box_deltas[first:last], boxes, image_size, self.score_threshold,
-                    self.nms_threshold, self.max_detections))
-                first = last
-            return detections
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, torch.Tensor]]:
+        """Detections of a batch (eval mode): one dict per image {"boxes" float32 [D, 4] xyxy, "scores" float32
+        [D] descending, "labels" int64 [D] digits 0..9, "proposals" float32 [P, 4] the RPN's proposals by
+        decreasing objectness, "proposal_scores" float32 [P]}. None thresholds: the model's own."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        self._check(images, None)
+        features, _, _, _, proposals = self._proposals(images)
+        boxes = [p for p, _ in proposals]
+        class_logits, box_deltas = self.box_head(roi_align(features.float(), boxes, 7, 1 / STRIDE, 2))
+        detections = detections_per_image(class_logits, box_deltas, boxes, tuple(images.shape[-2:]),
+                                          score_threshold, nms_threshold, max_detections)
+        return [d | {"proposals": p, "proposal_scores": s} for d, (p, s) in zip(detections, proposals)]
+
+    @torch.no_grad()
+    def rpn_objectness(self, images: torch.Tensor) -> torch.Tensor:
+        """The RPN's objectness probability of every anchor, float32 [B, h, w, K] (location, then anchor shape)."""
+        self._check(images, None)
+        features = self.backbone(images - 0.5)  # [B, C, h, w]
+        logits, _ = self.rpn_head(features)  # [B, h * w * K], location-major
+        return logits.float().sigmoid().view(len(images), features.shape[-2], features.shape[-1], -1)
+
+    def anchor_levels(self, image_size: tuple[int, int] = (128, 128)) -> list[AnchorLevel]:
+        """The anchors the RPN scores, for an image of ``image_size``: one level, stride 8."""
+        return self.anchor_generator.levels(image_size, (STRIDE,), next(self.parameters()).device)
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        if not self.training:  # eval: the detections with the model's thresholds (torchvision's contract)
+            return [{k: d[k] for k in ("boxes", "scores", "labels")} for d in self.predict(images)]
+        self._check(images, targets)
+        features, objectness, rpn_deltas, anchors, proposals = self._proposals(images)
+        proposals = [boxes for boxes, _ in proposals]
 
         rpn_parts, head_parts = [], []
         for i, target in enumerate(targets):
@@ -385,154 +398,3 @@ class FasterRCNN(nn.Module):
                 "rpn_batch_size_per_image": self.rpn_batch_size_per_image,
                 "box_batch_size_per_image": self.box_batch_size_per_image, "score_threshold": self.score_threshold,
                 "nms_threshold": self.nms_threshold, "max_detections": self.max_detections}
-
-
-def render_canvases(num_images: int, split: str = "train", seed: int = 0, progress: bool = False):
-    """The first ``num_images`` canvases of a split: (uint8 [N, 3, H, W], list of N {"boxes", "labels"})."""
-    dataset = DigitCanvases(split, size=num_images, seed=seed)
-    images, targets = [], []
-    for index in progress_bar(range(num_images), progress, f"render ({split})"):
-        image, target = dataset[index]
-        images.append((image * 255).round().to(torch.uint8))
-        targets.append({"boxes": target["boxes"], "labels": target["labels"]})
-    return torch.stack(images), targets
-
-
-def train_faster_rcnn(
-    num_train_images: int = 3000,
-    epochs: int = 4,
-    lr: float = 2e-3,
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    max_steps: int | None = None,
-) -> tuple[FasterRCNN, dict]:
-    """Train a :class:`FasterRCNN` on the first ``num_train_images`` training canvases.
-
-    AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient-norm clipping at 10. Each
-    epoch shuffles with a generator seeded by (seed, epoch) and reseeds torch's global generator (the
-    samplers' randomness), so a run is deterministic and a resumed run repeats an uninterrupted one.
-    With ``checkpoint_path`` {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "config",
-    "run"} is saved after every epoch. ``max_steps`` stops early (for tests).
-
-    Returns:
-        (model in eval mode, history): history has per-step lists of the four losses and "total",
-        "epoch_seconds", "train_seconds", "device".
-    """
-    check_recipe(num_train_images, epochs, batch_size, lr)
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-
-    images, targets = render_canvases(num_train_images, "train", seed, progress)
-    torch.manual_seed(seed)
-    model = FasterRCNN().to(device)
-    config = model.config()
-    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
-    keys = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "total")
-    history: dict = {key: [] for key in keys} | {"epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
-
-    step = 0
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        torch.manual_seed(seed * 1000 + epoch)  # the samplers use torch's global generator
-        order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        batches = order.split(batch_size)
-        bar = progress_bar(batches, progress, f"Faster R-CNN epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            batch_images = images[batch].to(device).float().div_(255)  # [B, 3, H, W]
-            batch_targets = [{k: v.to(device) for k, v in targets[i].items()} for i in batch.tolist()]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = model(batch_images, batch_targets)
-            total = sum(losses.values())
-            optimizer_step(total, model, optimizer, scaler, scheduler)
-            for key, value in (losses | {"total": total}).items():
-                history[key].append(float(value.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{np.mean(history['total'][-20:]):.3f}")
-            step += 1
-            if max_steps is not None and step >= max_steps:
-                break
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        if max_steps is not None and step >= max_steps:
-            break
-        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
-
-    history.update(train_seconds=float(sum(history["epoch_seconds"])), device=str(device))
-    return model.eval(), history
-
-
-@torch.no_grad()
-def evaluate_faster_rcnn(
-    model: FasterRCNN, num_test_images: int = 200, split: str = "test", seed: int = 0, progress: bool = True,
-) -> dict:
-    """COCO box AP (our ``coco_evaluate``) on the first ``num_test_images`` canvases of ``split``.
-
-    Images go through the model one at a time, so "seconds_per_image" is the latency of one canvas on
-    the model's device. Returns {"stats": the 12 COCO numbers, "per_class_ap": {digit: {"AP", "AP50"}},
-    "seconds_per_image": float, "images": int, "detections": int}.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    return evaluate_on_canvases(lambda index, image: model(image[None].to(device))[0], device, num_test_images, split,
-                                seed, progress)
-
-
-def load_pretrained(name: str = "faster_rcnn_digits", directory: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> FasterRCNN:
-    """The shipped, SHA-256-checked Faster R-CNN (see :mod:`lectures_code.checkpoints`)."""
-    from lectures_code import checkpoints
-
-    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped Faster R-CNN.
-
-    ``python -m lectures_code.detection.faster_rcnn --num-train-images N --epochs E --ship``
-    """
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "faster_rcnn", num_train_images=3000, epochs=4, lr=2e-3,
-                                          batch_size=8, threads=2, record="docs/data/lecture14_detectors.json")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_faster_rcnn(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device,
-                                       args.seed, args.checkpoint_path, progress=True, resume=not args.no_resume)
-    model = model.cpu()  # test latency is measured on the CPU
-    evaluation = evaluate_faster_rcnn(model, args.num_test_images, progress=True)
-    subset = evaluate_faster_rcnn(model, 40, progress=False)  # the subset tests/detection/test_faster_rcnn.py checks
-    record = {
-        "model": "FasterRCNN",
-        **training_cli.run_info("lectures_code.detection.faster_rcnn", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "train_seconds": round(history["train_seconds"], 1),
-        "final_loss": {k: round(float(np.mean(v[-50:])), 4) for k, v in history.items()
-                       if k.startswith("loss") or k == "total"},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
-        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "settings": model.config() | {"stride": STRIDE, "box_weights": list(BOX_WEIGHTS), "rpn_nms": 0.7,
-                                      "rpn_match": [0.7, 0.3], "box_match": [0.5, 0.5], "roi_align": "7x7, sr 2",
-                                      "batch_size": args.batch_size, "lr": args.lr},
-    }
-    if args.ship:
-        training_cli.ship("faster_rcnn", model, model.config(), args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

@@ -7,8 +7,8 @@ background and 1..10 the digits 0..9; what a user gets back uses the digits 0..9
 
 What changes with the pyramid (everything else is imported from ``faster_rcnn.py``):
 
-1. Features (:class:`PyramidBackbone`): the single-level model's CNN (``small_backbone``, C3, stride 8,
-   128 channels) grows two stride-2 stages, C4 (stride 16) and C5 (stride 32); FCOS's
+1. Features (``PyramidBackbone`` in ``backbones.py``): the single-level model's CNN (``small_backbone``,
+   C3, stride 8, 128 channels) grows two stride-2 stages, C4 (stride 16) and C5 (stride 32); the
    ``FeaturePyramid`` (lateral 1x1 convs, nearest-neighbour top-down upsampling, 3x3 output convs)
    turns [C3, C4, C5] into [P3, P4, P5], 128 channels each: 16x16, 8x8 and 4x4 maps for a 128-px canvas.
    No P6: torchvision adds one (``LastLevelMaxPool``) for objects up to ~800 px; here it would be a 2x2
@@ -34,51 +34,33 @@ What changes with the pyramid (everything else is imported from ``faster_rcnn.py
 5. Box head, targets, the four losses and inference: ``BoxHead``, ``box_head_targets``,
    ``faster_rcnn_losses`` and ``faster_rcnn_inference`` of ``faster_rcnn.py``, unchanged.
 
-``python -m lectures_code.detection.faster_rcnn_fpn --num-train-images 4000 --epochs 6 --threads 1 --ship``
-trains, evaluates and ships ``lectures_code/checkpoints/faster_rcnn_fpn_digits.pt`` (see :func:`main`).
-Training is deterministic for a seed, uses automatic mixed precision only on CUDA, shows tqdm bars and
-saves a resumable checkpoint after every epoch.
+The shared loop trains it (registry entry "faster-rcnn-fpn": ``lectures train faster-rcnn-fpn``);
+``predict`` returns the detections and the proposals, ``propose`` the proposals with their levels.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES
-from lectures_code.detection.anchors import AnchorGenerator
+from lectures_code.detection.anchors import AnchorGenerator, AnchorLevel
+from lectures_code.detection.backbones import PyramidBackbone
 from lectures_code.detection.faster_rcnn import (
-    BOX_WEIGHTS,
     RPN_WEIGHTS,
     BoxHead,
     RPNHead,
-    _conv_block,
     box_head_targets,
-    evaluate_faster_rcnn,
-    faster_rcnn_inference,
+    detections_per_image,
     faster_rcnn_losses,
-    render_canvases,
-    small_backbone,
 )
-from lectures_code.detection.fcos import FeaturePyramid
+from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.rpn_targets import rpn_targets
 from lectures_code.detection.sampler import sample_positive_negative
-from lectures_code.detection.training_cli import (
-    check_recipe,
-    load_training_state,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
 from lectures_code.ops.box_coding import decode_boxes
 from lectures_code.ops.nms import batched_nms
 from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
@@ -89,37 +71,6 @@ ANCHOR_SIZES = (16, 32, 64)  # one size per level, 2 cells of its map (torchvisi
 ANCHOR_RATIOS = (1.0, 2.0, 4.0)  # h / w: digits are upright, a "1" is up to ~5x taller than wide
 ROI_CANONICAL_SCALE = 48  # a 48-px box is pooled from level 4 (see the module docstring)
 ROI_CANONICAL_LEVEL = 4
-
-
-class PyramidBackbone(nn.Module):
-    """Bottom-up CNN + top-down FPN: float images [B, 3, H, W] -> [P3, P4, P5], each [B, channels, H/s, W/s].
-
-    C3 is ``small_backbone`` of the single-level Faster R-CNN (stride 8, 128 channels); C4 (stride 16,
-    192 channels) and C5 (stride 32, 256 channels) are two more pairs of 3x3 conv blocks, the first
-    of each with stride 2. At 8x8 and 4x4 they cost little but see the whole canvas.
-    """
-
-    c_channels = (128, 192, 256)
-
-    def __init__(self, channels: int = 128):
-        super().__init__()
-        self.stage3 = small_backbone(self.c_channels[0])
-        self.stage4 = nn.Sequential(_conv_block(self.c_channels[0], self.c_channels[1], stride=2),
-                                    _conv_block(self.c_channels[1], self.c_channels[1]))
-        self.stage5 = nn.Sequential(_conv_block(self.c_channels[1], self.c_channels[2], stride=2),
-                                    _conv_block(self.c_channels[2], self.c_channels[2]))
-        self.fpn = FeaturePyramid(self.c_channels, channels)
-
-    # --8<-- [start:fpn_features]
-    def forward(self, images: Tensor) -> list[Tensor]:
-        # Bottom-up: each stage halves the resolution; deeper maps are coarser but see more.
-        c3 = self.stage3(images)  # [B, 128, H / 8, W / 8]
-        c4 = self.stage4(c3)  # [B, 192, H / 16, W / 16]
-        c5 = self.stage5(c4)  # [B, 256, H / 32, W / 32]
-        # Top-down (fcos.FeaturePyramid): P5 = smooth(lateral(C5)); P4 = smooth(lateral(C4) + up2(P5's
-        # pre-smoothing map)); P3 likewise. Every P has the same channels, so one RPN head reads all.
-        return self.fpn([c3, c4, c5])  # [P3, P4, P5], [B, channels, H / s, W / s] each
-    # --8<-- [end:fpn_features]
 
 
 # --8<-- [start:select_proposals_per_level]
@@ -236,7 +187,8 @@ class FasterRCNNFPN(nn.Module):
     ``forward(images, targets)`` in train mode returns the dict of the four losses {"loss_objectness",
     "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}; ``forward(images)`` in eval mode returns
     one dict per image {"boxes" float32 [D, 4] xyxy, "scores" float32 [D], "labels" int64 [D] digits 0..9}.
-    :meth:`propose` gives the RPN's proposals (for the demo).
+    :meth:`predict` takes the reader's thresholds and also returns the proposals; :meth:`propose` gives the
+    proposals with their pyramid levels; :meth:`anchor_levels` the anchors of P3-P5.
 
     Args:
         images: float [B, 3, H, W] in [0, 1] (H, W multiples of 32).
@@ -333,22 +285,34 @@ class FasterRCNNFPN(nn.Module):
                                                   self.roi_canonical_level)}
                 for boxes, scores, levels in proposals]
 
+    @torch.no_grad()
+    def predict(self, images: Tensor, score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections of a batch (eval mode): one dict per image {"boxes" float32 [D, 4] xyxy, "scores" float32
+        [D] descending, "labels" int64 [D] digits 0..9, "proposals" float32 [P, 4] the RPN's proposals by
+        decreasing objectness, "proposal_scores" float32 [P]}. None thresholds: the model's own."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        self._check(images, None)
+        image_size = tuple(images.shape[-2:])
+        features, proposals, *_ = self._rpn(images)
+        boxes = [p for p, _, _ in proposals]
+        class_logits, box_deltas = self.box_head(self._pool(features, boxes, image_size))
+        detections = detections_per_image(class_logits, box_deltas, boxes, image_size, score_threshold,
+                                          nms_threshold, max_detections)
+        return [d | {"proposals": p, "proposal_scores": s} for d, (p, s, _) in zip(detections, proposals)]
+
+    def anchor_levels(self, image_size: tuple[int, int] = (128, 128)) -> list[AnchorLevel]:
+        """The anchors the RPN scores on P3, P4, P5 for an image of ``image_size``."""
+        return self.anchor_generator.levels(image_size, STRIDES, next(self.parameters()).device)
+
     def forward(self, images: Tensor, targets: list[dict] | None = None):
+        if not self.training:  # eval: the detections with the model's thresholds (torchvision's contract)
+            return [{k: d[k] for k in ("boxes", "scores", "labels")} for d in self.predict(images)]
         self._check(images, targets)
         image_size = tuple(images.shape[-2:])
         features, proposals, anchors, objectness, rpn_deltas = self._rpn(images)
         proposals = [boxes for boxes, _, _ in proposals]
-
-        if not self.training:
-            class_logits, box_deltas = self.box_head(self._pool(features, proposals, image_size))
-            detections, first = [], 0
-            for boxes in proposals:
-                last = first + len(boxes)
-                detections.append(faster_rcnn_inference(
-                    class_logits[first:last], box_deltas[first:last], boxes, image_size, self.score_threshold,
-                    self.nms_threshold, self.max_detections))
-                first = last
-            return detections
 
         rpn_parts, head_parts = [], []
         for i, target in enumerate(targets):
@@ -377,142 +341,3 @@ class FasterRCNNFPN(nn.Module):
                 "roi_canonical_scale": self.roi_canonical_scale, "roi_canonical_level": self.roi_canonical_level,
                 "score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
                 "max_detections": self.max_detections}
-
-
-def train_faster_rcnn_fpn(
-    num_train_images: int = 4000,
-    epochs: int = 6,
-    lr: float = 2e-3,
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    max_steps: int | None = None,
-    model_config: dict | None = None,
-) -> tuple[FasterRCNNFPN, dict]:
-    """Train a :class:`FasterRCNNFPN` on the first ``num_train_images`` training canvases.
-
-    The recipe of ``train_faster_rcnn``: AdamW (weight decay 1e-4), linear warm-up then cosine decay,
-    gradient-norm clipping at 10, float16 autocast with gradient scaling only on CUDA. Epoch e shuffles
-    with a generator seeded by (seed, e) and reseeds torch's global generator (the samplers' randomness),
-    so a run is deterministic and a resumed run repeats an uninterrupted one. With ``checkpoint_path``
-    {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "config", "run"} is saved after
-    every epoch. ``max_steps`` stops early (for tests); ``model_config`` overrides constructor arguments.
-
-    Returns:
-        (model in eval mode, history): per-step lists of the four losses and "total", "epoch_seconds",
-        "train_seconds", "device".
-    """
-    check_recipe(num_train_images, epochs, batch_size, lr)
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-
-    images, targets = render_canvases(num_train_images, "train", seed, progress)
-    torch.manual_seed(seed)
-    model = FasterRCNNFPN(**(model_config or {})).to(device)
-    config = model.config()
-    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
-    keys = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "total")
-    history: dict = {key: [] for key in keys} | {"epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
-
-    step = 0
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        torch.manual_seed(seed * 1000 + epoch)  # the samplers use torch's global generator
-        order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        bar = progress_bar(order.split(batch_size), progress, f"Faster R-CNN FPN epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            batch_images = images[batch].to(device).float().div_(255)  # [B, 3, H, W]
-            batch_targets = [{k: v.to(device) for k, v in targets[i].items()} for i in batch.tolist()]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = model(batch_images, batch_targets)
-            total = sum(losses.values())
-            optimizer_step(total, model, optimizer, scaler, scheduler)
-            for key, value in (losses | {"total": total}).items():
-                history[key].append(float(value.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{np.mean(history['total'][-20:]):.3f}")
-            step += 1
-            if max_steps is not None and step >= max_steps:
-                break
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        if max_steps is not None and step >= max_steps:
-            break
-        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
-
-    history.update(train_seconds=float(sum(history["epoch_seconds"])), device=str(device))
-    return model.eval(), history
-
-
-def evaluate_faster_rcnn_fpn(
-    model: FasterRCNNFPN, num_test_images: int = 200, split: str = "test", seed: int = 0, progress: bool = True,
-) -> dict:
-    """COCO box AP on the first ``num_test_images`` canvases of ``split``, one image at a time (so
-    "seconds_per_image" is the latency of one canvas on the model's device). The same protocol and dict
-    as ``evaluate_faster_rcnn``: {"stats": 12 COCO numbers, "per_class_ap": {digit: {"AP", "AP50"}},
-    "seconds_per_image", "images", "detections"}."""
-    return evaluate_faster_rcnn(model, num_test_images, split, seed, progress)
-
-
-def load_pretrained(name: str = "faster_rcnn_fpn_digits", directory: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> FasterRCNNFPN:
-    """The shipped, SHA-256-checked Faster R-CNN + FPN (see :mod:`lectures_code.checkpoints`), in eval mode."""
-    from lectures_code import checkpoints
-
-    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped Faster R-CNN + FPN.
-
-    ``python -m lectures_code.detection.faster_rcnn_fpn --num-train-images N --epochs E --threads 1 --ship``
-    """
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "faster_rcnn_fpn", num_train_images=4000, epochs=6, lr=2e-3,
-                                          batch_size=8, threads=1, record="docs/data/lecture14_detectors.json")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_faster_rcnn_fpn(args.num_train_images, args.epochs, args.lr, args.batch_size,
-                                           args.device, args.seed, args.checkpoint_path, progress=True,
-                                           resume=not args.no_resume)
-    model = model.cpu()  # test latency is measured on the CPU
-    evaluation = evaluate_faster_rcnn_fpn(model, args.num_test_images, progress=True)
-    subset = evaluate_faster_rcnn_fpn(model, 40, progress=False)  # what tests/detection/test_faster_rcnn_fpn.py checks
-    record = {
-        "model": "FasterRCNNFPN",
-        **training_cli.run_info("lectures_code.detection.faster_rcnn_fpn", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "train_seconds": round(history["train_seconds"], 1),
-        "final_loss": {k: round(float(np.mean(v[-50:])), 4) for k, v in history.items()
-                       if k.startswith("loss") or k == "total"},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
-        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "settings": model.config() | {"strides": list(STRIDES), "fpn_channels": model.rpn_head.conv.in_channels,
-                                      "backbone_channels": list(PyramidBackbone.c_channels),
-                                      "box_weights": list(BOX_WEIGHTS), "rpn_nms": 0.7, "rpn_nms_per_level": True,
-                                      "rpn_match": [0.7, 0.3], "box_match": [0.5, 0.5],
-                                      "roi_align": "7x7, sr 2, multi-scale", "batch_size": args.batch_size,
-                                      "lr": args.lr},
-    }
-    if args.ship:
-        training_cli.ship("faster_rcnn_fpn", model, model.config(), args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

@@ -19,33 +19,24 @@ digits go to P3 and large ones to P4 (P5 learns only background and the rare ver
 We reuse :func:`match_points_to_boxes` unchanged by giving it half strides (its ranges are
 (4 s', 8 s') = (2 s, 4 s)) and twice the center-sampling radius (1.5 s = 3.0 s').
 
-``python -m lectures_code.detection.fcos --num-train-images 4000 --epochs 14 --ship`` trains, evaluates
-and ships ``lectures_code/checkpoints/fcos_digits.pt`` (see :func:`main`).
+The backbone and FPN are in ``backbones.py``. The shared loop trains it (registry entry "fcos":
+``lectures train fcos``): in train mode ``forward(images, targets)`` returns the three losses.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
+from lectures_code.data.digit_canvases import NUM_CLASSES
+from lectures_code.detection.backbones import Backbone, FeaturePyramid
 from lectures_code.detection.fcos_targets import centerness_target, fcos_points, match_points_to_boxes
-from lectures_code.detection.training_cli import (
-    check_recipe,
-    evaluate_on_canvases,
-    load_training_state,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
+from lectures_code.detection.inference import inference_settings
 from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from lectures_code.ops.nms import batched_nms
 
@@ -53,63 +44,6 @@ STRIDES = (8, 16, 32)
 SCALE_RANGES = ((0, 32), (32, 64), (64, math.inf))  # max(l, t, r, b) in pixels, per level (see module doc)
 CENTER_SAMPLING_RADIUS = 1.5  # in strides of the point's level
 PRIOR_PROBABILITY = 0.01
-
-
-def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
-class Backbone(nn.Module):
-    """Small CNN: float images [B, 3, S, S] -> [C3, C4, C5].
-
-    C3 [B, 64, S/8, S/8], C4 [B, 96, S/16, S/16], C5 [B, 128, S/32, S/32].
-    """
-
-    channels = (64, 96, 128)
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_block(3, 16, stride=2), _conv_block(16, 32, stride=2), _conv_block(32, 32))
-        self.stage3 = nn.Sequential(_conv_block(32, 64, stride=2), _conv_block(64, 64))  # stride 8
-        self.stage4 = nn.Sequential(_conv_block(64, 96, stride=2), _conv_block(96, 96))  # stride 16
-        self.stage5 = nn.Sequential(_conv_block(96, 128, stride=2), _conv_block(128, 128))  # stride 32
-
-    def forward(self, images: Tensor) -> list[Tensor]:
-        c3 = self.stage3(self.stem(images))
-        c4 = self.stage4(c3)
-        c5 = self.stage5(c4)
-        return [c3, c4, c5]
-
-
-# --8<-- [start:fpn]
-class FeaturePyramid(nn.Module):
-    """Feature Pyramid Network (Lin et al., 2017): [C3, C4, C5] -> [P3, P4, P5], all ``out_channels``.
-
-    Deep maps (C5) know *what* is there but are coarse; shallow maps (C3) are sharp but semantically
-    weak. The top-down pathway upsamples the deeper P and adds it to a 1x1 "lateral" projection of
-    the shallower C, so every level gets both; a 3x3 convolution then smooths the aliasing of the
-    nearest-neighbour upsampling.
-    """
-
-    def __init__(self, in_channels: tuple[int, ...], out_channels: int = 64):
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.smooth = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
-
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """features: finest first, each [B, C_k, H_k, W_k] with H_k = 2 H_{k+1}. Returns [B, out, H_k, W_k] each."""
-        top_down = self.lateral[-1](features[-1])  # start at the coarsest level
-        outputs = [self.smooth[-1](top_down)]
-        for k in range(len(features) - 2, -1, -1):
-            upsampled = F.interpolate(top_down, size=features[k].shape[-2:], mode="nearest")
-            top_down = self.lateral[k](features[k]) + upsampled
-            outputs.insert(0, self.smooth[k](top_down))
-        return outputs
-# --8<-- [end:fpn]
 
 
 # --8<-- [start:fcos_head]
@@ -166,34 +100,67 @@ class FCOSHead(nn.Module):
 # --8<-- [end:fcos_head]
 
 
+@dataclass
+class PointLevel:
+    """FCOS's predictions at every point of one level (what a demo shows): points [H * W, 2] (x, y), the
+    predicted boxes [H * W, 4] xyxy, the best score over the classes [H * W] and its digit [H * W], the
+    grid (H, W) and the stride."""
+
+    points: Tensor
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    grid: tuple[int, int]
+    stride: int
+
+
 class FCOS(nn.Module):
     """Backbone + FPN + shared head.
 
-    ``forward(images)`` with float images [B, 3, S, S] in [0, 1] returns a dict with "cls_logits"
-    [B, P, C], "box_distances" [B, P, 4] (l, t, r, b in pixels, float32), "centerness_logits" [B, P],
-    "points" [P, 2] (x, y), "point_strides" [P] and "num_points_per_level" (list of H_k * W_k).
+    ``forward(images, targets)`` in train mode returns the three losses of :func:`fcos_loss`
+    {"classification", "bbox_regression", "bbox_ctrness"}; ``forward(images)`` in eval mode returns one
+    dict per image {"boxes" float32 [D, 4] xyxy, "scores" float32 [D] descending, "labels" int64 [D]}.
+    :meth:`predict` takes the reader's thresholds, :meth:`head_outputs` gives the raw outputs and
+    :meth:`point_levels` every point's prediction.
+
+    Args:
+        images: float [B, 3, S, S] in [0, 1], S a multiple of 32.
+        targets: B dicts with "boxes" float [M, 4] xyxy and "labels" int64 [M] in 0..C-1.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, fpn_channels: int = 64, num_convs: int = 2):
+    def __init__(self, num_classes: int = NUM_CLASSES, fpn_channels: int = 64, num_convs: int = 2,
+                 score_threshold: float = 0.05, topk_per_level: int = 1000, nms_threshold: float = 0.6,
+                 max_detections: int = 100):
         super().__init__()
         self.num_classes = num_classes
         self.strides = STRIDES
         self.backbone = Backbone()
         self.fpn = FeaturePyramid(Backbone.channels, fpn_channels)
         self.head = FCOSHead(fpn_channels, num_classes, len(STRIDES), num_convs)
-        self.config = {"num_classes": num_classes, "fpn_channels": fpn_channels, "num_convs": num_convs}
+        self.fpn_channels, self.num_convs = fpn_channels, num_convs
+        self.score_threshold, self.topk_per_level = score_threshold, topk_per_level
+        self.nms_threshold, self.max_detections = nms_threshold, max_detections
+
+    def config(self) -> dict:
+        """Constructor arguments as plain types (what the shipped checkpoint's metadata stores)."""
+        return {"num_classes": self.num_classes, "fpn_channels": self.fpn_channels, "num_convs": self.num_convs,
+                "score_threshold": self.score_threshold, "topk_per_level": self.topk_per_level,
+                "nms_threshold": self.nms_threshold, "max_detections": self.max_detections}
 
     def features(self, images: Tensor) -> list[Tensor]:
         """P3, P4, P5: [B, fpn_channels, S/8, S/8], [.., S/16, S/16], [.., S/32, S/32]."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {getattr(images, 'shape', type(images))}")
         if not images.is_floating_point():
             raise TypeError(f"images must be floating point in [0, 1], got {images.dtype}")
         if images.shape[-1] % 32 or images.shape[-2] % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {tuple(images.shape[-2:])}")
         return self.fpn(self.backbone(images))
 
-    def forward(self, images: Tensor) -> dict:
+    def head_outputs(self, images: Tensor) -> dict:
+        """Raw outputs for float images [B, 3, S, S]: "cls_logits" [B, P, C], "box_distances" [B, P, 4]
+        (l, t, r, b in pixels, float32), "centerness_logits" [B, P], "points" [P, 2] (x, y), "point_strides"
+        [P] and "num_points_per_level" (list of H_k * W_k)."""
         features = self.features(images)
         cls_logits, box_distances, centerness_logits = self.head(features, self.strides)
         points, point_strides, num_points_per_level = fcos_points(
@@ -201,12 +168,44 @@ class FCOS(nn.Module):
         return {"cls_logits": cls_logits, "box_distances": box_distances, "centerness_logits": centerness_logits,
                 "points": points, "point_strides": point_strides, "num_points_per_level": num_points_per_level}
 
+    def forward(self, images: Tensor, targets: list[dict] | None = None):
+        if not self.training:  # eval: the detections with the model's thresholds (torchvision's contract)
+            return self.predict(images)
+        if targets is None or len(targets) != len(images):
+            raise ValueError("in train mode, forward needs one target dict per image")
+        _, cls_loss, box_loss, centerness_loss = fcos_loss(self.head_outputs(images), targets)
+        return {"classification": cls_loss, "bbox_regression": box_loss, "bbox_ctrness": centerness_loss}
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections of a batch (eval mode), :func:`fcos_detect` with the given thresholds (None: the model's)."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        return fcos_detect(self, images, score_threshold, self.topk_per_level, nms_threshold, max_detections)
+
+    @torch.no_grad()
+    def point_levels(self, image: Tensor) -> list[PointLevel]:
+        """Every point's prediction for ONE image float [3, H, W]: its box and best score, level by level."""
+        outputs = self.head_outputs(image[None].to(next(self.parameters()).device))
+        scores = torch.sqrt(outputs["cls_logits"][0].float().sigmoid()
+                            * outputs["centerness_logits"][0].float().sigmoid()[:, None])  # [P, C]
+        best, labels = scores.max(dim=1)  # [P]
+        boxes = distances_to_boxes(outputs["points"], outputs["box_distances"][0].float())  # [P, 4]
+        levels, first = [], 0
+        for stride, count in zip(self.strides, outputs["num_points_per_level"]):
+            part = slice(first, first + count)
+            grid = (image.shape[-2] // stride, image.shape[-1] // stride)
+            levels.append(PointLevel(outputs["points"][part], boxes[part], best[part], labels[part], grid, stride))
+            first += count
+        return levels
+
 
 def assign_targets(outputs: dict, gt_boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """FCOS targets of one image with this module's scale ranges (``SCALE_RANGES``, see the module doc).
 
     Args:
-        outputs: the dict of :meth:`FCOS.forward` (its points).
+        outputs: the dict of :meth:`FCOS.head_outputs` (its points).
         gt_boxes: float [M, 4] xyxy.
 
     Returns:
@@ -246,7 +245,7 @@ def fcos_loss(outputs: dict, targets: list[dict]) -> tuple[Tensor, Tensor, Tenso
     each divided by max(1, number of foreground points in the batch), as in torchvision.
 
     Args:
-        outputs: :meth:`FCOS.forward` of B images.
+        outputs: :meth:`FCOS.head_outputs` of B images.
         targets: B dicts with "boxes" float [M, 4] xyxy and "labels" int64 [M] in 0..C-1.
     """
     cls_logits = outputs["cls_logits"].float()  # [B, P, C]
@@ -303,9 +302,10 @@ def fcos_detect(
     """
     if not 0.0 <= score_threshold <= 1.0 or not 0.0 <= nms_threshold <= 1.0:
         raise ValueError(f"thresholds must be in [0, 1], got {score_threshold}, {nms_threshold}")
-    model.eval()
+    if model.training:
+        raise RuntimeError("fcos_detect needs the model in eval mode: call model.eval() first")
     images = images.to(next(model.parameters()).device)
-    outputs = model(images)
+    outputs = model.head_outputs(images)
     height, width = images.shape[-2:]
     scores_all = torch.sqrt(outputs["cls_logits"].float().sigmoid()
                             * outputs["centerness_logits"].float().sigmoid()[..., None])  # [B, P, C]
@@ -330,140 +330,3 @@ def fcos_detect(
         results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return results
 # --8<-- [end:fcos_inference]
-
-
-def render_split(split: str, size: int, seed: int = 0) -> dict:
-    """Render ``DigitCanvases(split, size)`` once: {"images": uint8 [N, 3, S, S], "targets": N dicts
-    with "boxes" float32 [M, 4] xyxy and "labels" int64 [M]}."""
-    dataset = DigitCanvases(split, size=size, seed=seed)
-    images, targets = [], []
-    for index in range(size):
-        image, target = dataset[index]
-        images.append((image * 255).round().to(torch.uint8))  # uint8: 4x less memory than float32
-        targets.append({"boxes": target["boxes"], "labels": target["labels"]})
-    return {"images": torch.stack(images), "targets": targets}
-
-
-def train_fcos(
-    num_train_images: int = 4000,
-    epochs: int = 14,
-    lr: float = 2e-3,
-    batch_size: int = 16,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-) -> tuple[FCOS, dict]:
-    """Train an :class:`FCOS` on the first ``num_train_images`` training canvases.
-
-    AdamW (weight decay 1e-4), linear warm-up then cosine decay; mixed precision (float16 autocast
-    with gradient scaling) only on CUDA. Deterministic: epoch e shuffles with a generator seeded by
-    (seed, e). With a ``checkpoint_path``, {"model", "optimizer", "scheduler", "scaler", "epoch",
-    "history", "config", "run"} is saved after every epoch, and with ``resume`` a run continues
-    from it, visiting the same minibatches as an uninterrupted run.
-
-    Returns:
-        (model in eval mode, history) with history = {"total", "cls", "box", "centerness": per-step
-        losses, "epoch_seconds", "render_seconds", "train_seconds", "device"}.
-    """
-
-    check_recipe(num_train_images, epochs, batch_size, lr)
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-
-    start = time.perf_counter()
-    data = render_split("train", num_train_images, seed)
-    render_seconds = time.perf_counter() - start
-
-    torch.manual_seed(seed)
-    model = FCOS().to(device)
-    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
-    history: dict = {"total": [], "cls": [], "box": [], "centerness": [], "epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, model.config, device, parts, history)
-
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-        order = torch.randperm(num_train_images, generator=generator)
-        batches = order.split(batch_size)
-        bar = progress_bar(batches, progress, f"FCOS epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            images = data["images"][batch].to(device).float().div_(255)  # [B, 3, S, S]
-            targets = [data["targets"][j] for j in batch.tolist()]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = model(images)
-            total, cls_loss, box_loss, centerness_loss = fcos_loss(outputs, targets)
-            optimizer_step(total, model, optimizer, scaler, scheduler)
-            for key, value in (("total", total), ("cls", cls_loss), ("box", box_loss),
-                               ("centerness", centerness_loss)):
-                history[key].append(float(value.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{history['total'][-1]:.3f}", refresh=False)
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        save_training_state(checkpoint_path, parts, epoch + 1, history, model.config, run)
-
-    history.update(render_seconds=render_seconds, train_seconds=float(sum(history["epoch_seconds"])),
-                   device=str(device))
-    return model.eval(), history
-
-
-def evaluate_fcos(model: FCOS, num_test_images: int = 200, split: str = "test", seed: int = 0) -> dict:
-    """COCO box AP (our :func:`coco_evaluate`) on the first ``num_test_images`` canvases of ``split``.
-
-    Returns {"stats": the 12 COCO numbers (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), "per_class_ap":
-    {digit: {"AP", "AP50"}}, "seconds_per_image": mean wall time of :func:`fcos_detect` one image at a time,
-    "images", "detections"}.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    return evaluate_on_canvases(lambda index, image: fcos_detect(model, image[None].to(device))[0], device,
-                                num_test_images, split, seed)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped FCOS: ``python -m lectures_code.detection.fcos``."""
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "fcos", num_train_images=4000, epochs=14, lr=2e-3,
-                                          batch_size=16, threads=1, record="docs/data/lecture14_detectors.json")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_fcos(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device, args.seed,
-                                args.checkpoint_path, progress=True, resume=not args.no_resume)
-    evaluation = evaluate_fcos(model.to("cpu"), args.num_test_images)
-    subset = evaluate_fcos(model, 40)  # the subset that tests/detection/test_fcos.py checks
-
-    record = {
-        "model": "FCOS",
-        **training_cli.run_info("lectures_code.detection.fcos", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "render_seconds": round(history["render_seconds"], 1),
-        "train_seconds": round(history["train_seconds"], 1),
-        "first_loss": {k: round(sum(history[k][:20]) / 20, 4) for k in ("total", "cls", "box", "centerness")},
-        "final_loss": {k: round(sum(history[k][-20:]) / 20, 4) for k in ("total", "cls", "box", "centerness")},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
-        "seconds_per_test_image (cpu, batch 1)": round(evaluation["seconds_per_image"], 4),
-        "settings": {"strides": list(STRIDES), "scale_ranges_px": [[lo, str(hi)] for lo, hi in SCALE_RANGES],
-                     "center_sampling_radius": CENTER_SAMPLING_RADIUS, "score_threshold": 0.05,
-                     "topk_per_level": 1000, "nms_threshold": 0.6, "max_detections": 100,
-                     "focal_alpha": 0.25, "focal_gamma": 2.0, "batch_size": args.batch_size, "lr": args.lr,
-                     "parameters": sum(p.numel() for p in model.parameters()), **model.config},
-    }
-    if args.ship:
-        training_cli.ship("fcos", model, model.config, args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

@@ -29,15 +29,13 @@ The pipeline, as in Lecture 13:
    keep scores >= ``score_threshold``, per-class NMS (``batched_nms``) at ``nms_threshold``, top 100.
 7. Evaluation (:func:`evaluate_rcnn`): COCO AP with our ``coco_evaluate`` on the test split.
 
-Training is deterministic for a seed (fixed generators for initialization and sampling), uses the
-device it is given (automatic mixed precision only on CUDA), shows tqdm bars, and saves a resumable
-checkpoint (model + optimizer + scheduler + epoch) after every epoch.
+The shared loop trains it (registry entry "rcnn": ``lectures train rcnn``) on :class:`RegionSet`,
+whose epochs are R-CNN's minibatches of warped regions with a fixed share of positives.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -49,17 +47,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
+from lectures_code.data.training_set import TrainingSet
+from lectures_code.detection.backbones import conv_block
+from lectures_code.detection.evaluation import SUBSET, digit_coco_ap, rounded_per_class
+from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
-from lectures_code.detection.single_object import warmup_cosine  # the same schedule for both detectors
-from lectures_code.detection.training_cli import (
-    digit_coco_ap,
-    load_training_state,
-    progress_bar,
-    save_training_state,
-)
+from lectures_code.metrics.coco_eval import named_stats
 from lectures_code.ops.box_coding import decode_boxes, encode_boxes
 from lectures_code.ops.nms import batched_nms
+from lectures_code.progress import progress_bar
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN's box-head weights: targets of about unit variance
 CROP_SIZE = 32
@@ -205,10 +202,6 @@ def sample_minibatches(
     return batches
 
 
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
 # --8<-- [start:rcnn_forward]
 class RCNN(nn.Module):
     """The per-region CNN of R-CNN: warped crop -> (class logits, class-specific box deltas).
@@ -224,10 +217,12 @@ class RCNN(nn.Module):
             raise ValueError(f"crop_size must be a multiple of 8, got {crop_size}")
         self.num_classes = num_classes
         self.crop_size = crop_size
+        self.feature_dim = feature_dim
+        self.score_threshold, self.nms_threshold, self.max_detections = 0.05, 0.5, 100  # test-time settings
         self.backbone = nn.Sequential(
-            _conv_block(3, 16), nn.MaxPool2d(2),  # 32 -> 16
-            _conv_block(16, 32), nn.MaxPool2d(2),  # -> 8
-            _conv_block(32, 64), nn.MaxPool2d(2),  # -> 4
+            conv_block(3, 16), nn.MaxPool2d(2),  # 32 -> 16
+            conv_block(16, 32), nn.MaxPool2d(2),  # -> 8
+            conv_block(32, 64), nn.MaxPool2d(2),  # -> 4
         )
         cells = (crop_size // 8) ** 2
         self.features = nn.Sequential(
@@ -238,12 +233,37 @@ class RCNN(nn.Module):
         nn.init.normal_(self.box_head.weight, std=0.001)  # start from "keep the proposal as it is"
         nn.init.zeros_(self.box_head.bias)
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """crops float [K, 3, S, S] -> (class_logits [K, 1 + C], box_deltas [K, C, 4])."""
+    def forward(self, crops: torch.Tensor, labels: torch.Tensor | None = None,
+                box_targets: torch.Tensor | None = None):
+        """crops float [K, 3, S, S] -> (class_logits [K, 1 + C], box_deltas [K, C, 4]); with the regions'
+        ``labels`` [K] and ``box_targets`` [K, 4] (training), the losses {"loss_classifier", "loss_box_reg"}."""
         if crops.ndim != 4 or crops.shape[1:] != (3, self.crop_size, self.crop_size):
             raise ValueError(f"crops must be [K, 3, {self.crop_size}, {self.crop_size}], got {tuple(crops.shape)}")
         feature = self.features(self.backbone(crops))  # [K, feature_dim]
-        return self.class_head(feature), self.box_head(feature).view(-1, self.num_classes, 4)
+        class_logits, box_deltas = self.class_head(feature), self.box_head(feature).view(-1, self.num_classes, 4)
+        if labels is None:
+            return class_logits, box_deltas
+        _, cls_loss, box_loss = rcnn_loss(class_logits.float(), box_deltas.float(), labels, box_targets)
+        return {"loss_classifier": cls_loss, "loss_box_reg": box_loss}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, proposals: list[torch.Tensor] | None = None,
+                score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, torch.Tensor]]:
+        """R-CNN on a batch (eval mode): one dict per image from :func:`detect` ({"boxes", "scores", "labels"})
+        plus "proposals" [P, 4]. ``proposals=None`` runs Selective Search on each image (not cached)."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        results = []
+        for i, image in enumerate(images):
+            found = proposals_for(image) if proposals is None else proposals[i]
+            results.append(detect(self, image, found, score_threshold, nms_threshold, max_detections)
+                           | {"proposals": torch.as_tensor(found, dtype=torch.float32)})
+        return results
+
+    def config(self) -> dict:
+        """Constructor arguments as plain types (what the shipped checkpoint's metadata stores)."""
+        return {"num_classes": self.num_classes, "crop_size": self.crop_size, "feature_dim": self.feature_dim}
 
 
 def rcnn_loss(
@@ -295,86 +315,38 @@ def prepare_training_regions(
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def train_rcnn(
-    num_train_images: int = 600,
-    epochs: int = 5,
-    lr: float = 2e-3,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    crop_size: int = CROP_SIZE,
-    positive_fraction: float = 0.25,
-) -> tuple[RCNN, dict]:
-    """Train an :class:`RCNN` on the first ``num_train_images`` training canvases.
+class RegionSet(TrainingSet):
+    """R-CNN's training data: the warped regions of the first ``size`` canvases (:func:`prepare_training_regions`).
 
-    AdamW (weight decay 1e-4), linear warm-up then cosine decay (:func:`warmup_cosine`). With a
-    ``checkpoint_path``, {"model", "optimizer", "scheduler", "scaler", "epoch", "history", "config"}
-    is saved after every epoch, and with ``resume`` a run continues from it (the same minibatches
-    as an uninterrupted run: epoch e samples with a generator seeded by (seed, e)).
-
-    Returns:
-        (model in eval mode, history) with history = {"total", "cls", "box": per-step losses,
-        "epoch_seconds": list, "prepare_seconds", "train_seconds", "num_regions", "num_positives",
-        "device"}.
+    An epoch is :func:`sample_minibatches`: every positive region once, ``positive_fraction`` of each
+    minibatch positive, the rest background. collate gives {"crops": float [B, 3, S, S], "labels" [B],
+    "box_targets" [B, 4]}, the arguments of :meth:`RCNN.forward` that make it return its losses.
     """
-    for name, value in (("num_train_images", num_train_images), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    config = {"num_classes": NUM_CLASSES, "crop_size": crop_size, "feature_dim": 256}
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-           "seed": seed, "positive_fraction": positive_fraction}
 
-    start = time.perf_counter()
-    data = prepare_training_regions(num_train_images, "train", seed, crop_size, cache_dir, progress)
-    prepare_seconds = time.perf_counter() - start
-    crops, labels, box_targets = (data[k].to(device) for k in ("crops", "labels", "box_targets"))
+    def __init__(self, split: str = "train", size: int = 600, seed: int = 0, progress: bool = False,
+                 cache_dir: str | os.PathLike | None = None, crop_size: int = CROP_SIZE,
+                 positive_fraction: float = 0.25):
+        start = time.perf_counter()
+        data = prepare_training_regions(size, split, seed, crop_size, cache_dir, progress)
+        self.prepare_seconds = time.perf_counter() - start
+        self.crops, self.labels, self.box_targets = data["crops"], data["labels"], data["box_targets"]
+        self.positive_fraction = positive_fraction
 
-    torch.manual_seed(seed)
-    model = RCNN(**config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = len(sample_minibatches(labels.cpu(), batch_size, positive_fraction,
-                                             torch.Generator().manual_seed(0)))
-    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history: dict = {"total": [], "cls": [], "box": [], "epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
+    def __len__(self) -> int:
+        return len(self.labels)
 
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        # Sampling and dropout of epoch e depend only on (seed, e): a resumed run repeats them exactly.
-        torch.manual_seed(seed * 1000 + epoch)
+    def batches(self, epoch: int, batch_size: int, seed: int, steps: int | None = None) -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-        batches = sample_minibatches(labels.cpu(), batch_size, positive_fraction, generator)
-        for batch in progress_bar(batches, progress, f"R-CNN epoch {epoch + 1}/{epochs}"):
-            batch = batch.to(device)
-            images = crops[batch].float().div_(255)  # [B, 3, S, S]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                class_logits, box_deltas = model(images)
-            total, cls_loss, box_loss = rcnn_loss(class_logits.float(), box_deltas.float(), labels[batch],
-                                                  box_targets[batch])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            for key, value in (("total", total), ("cls", cls_loss), ("box", box_loss)):
-                history[key].append(float(value.detach()))
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
+        return sample_minibatches(self.labels, batch_size, self.positive_fraction, generator)
 
-    history.update(prepare_seconds=prepare_seconds, train_seconds=float(sum(history["epoch_seconds"])),
-                   num_regions=int(len(labels)), num_positives=int((labels > 0).sum()), device=str(device))
-    return model.eval(), history
+    def collate(self, indices: torch.Tensor, device: torch.device) -> dict:
+        return {"crops": self.crops[indices].to(device).float().div_(255),  # [B, 3, S, S]
+                "labels": self.labels[indices].to(device), "box_targets": self.box_targets[indices].to(device)}
+
+    def summary(self) -> dict:
+        return {"train_regions": int(len(self.labels)), "train_positives": int((self.labels > 0).sum()),
+                "prepare_seconds (proposals + crops, proposals cached)": round(self.prepare_seconds, 1),
+                "proposals": f"selective search {STRATEGY}, max {MAX_PROPOSALS}"}
 
 
 # --8<-- [start:rcnn_inference]
@@ -490,64 +462,24 @@ def evaluate_rcnn(
     }
 
 
-def load_pretrained(name: str = "rcnn_digits", directory: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu"):
-    """A shipped, SHA-256-checked model (see :mod:`lectures_code.checkpoints`); "rcnn_digits" by default."""
-    from lectures_code import checkpoints
-
-    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped R-CNN: ``python -m lectures_code.detection.rcnn``."""
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "rcnn", num_train_images=600, epochs=5, lr=2e-3,
-                                          batch_size=128, threads=0, record="docs/data/lecture13_detectors.json")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_rcnn(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device, args.seed,
-                                args.checkpoint_path, progress=True, resume=not args.no_resume)
-    evaluation = evaluate_rcnn(model, args.num_test_images, progress=True)
-    subset = evaluate_rcnn(model, 40, progress=False)  # the subset that tests/detection/test_rcnn.py checks
-    # Selective search time per image, measured without the cache (it dominates R-CNN's test time).
-    test_set = DigitCanvases("test", size=10, seed=args.seed)
+def evaluation_record(model: RCNN, num_test_images: int = 200, progress: bool = False) -> dict:
+    """The training record's test part: COCO AP on ``num_test_images`` canvases (proposals cached), the same
+    on the first 40, and the seconds per canvas, with Selective Search timed uncached on 10 canvases."""
+    evaluation = evaluate_rcnn(model, num_test_images, progress=progress)
+    subset = evaluate_rcnn(model, min(SUBSET, num_test_images), progress=False)
+    test_set = DigitCanvases("test", size=10)
     start = time.perf_counter()
     for index in range(len(test_set)):
         proposals_for(test_set[index][0])
     search_seconds = (time.perf_counter() - start) / len(test_set)
-
-    record = {
-        "model": "RCNN",
-        **training_cli.run_info("lectures_code.detection.rcnn", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "train_regions": history["num_regions"],
-        "train_positives": history["num_positives"],
-        "prepare_seconds (proposals + crops, proposals cached)": round(history["prepare_seconds"], 1),
-        "train_seconds": round(history["train_seconds"], 1),
-        "final_loss": {k: round(float(np.mean(history[k][-20:])), 4) for k in ("total", "cls", "box")},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
+    return {
+        "test_images": num_test_images,
+        "test": named_stats(evaluation["stats"]),
+        "per_class_ap": rounded_per_class(evaluation["per_class_ap"]),
+        f"test_first_{SUBSET}": named_stats(subset["stats"]),
         "seconds_per_test_image": {
             "selective_search": round(search_seconds, 4),
             "crops_cnn_nms": round(evaluation["seconds_per_image"]["detect"], 4),
             "total_without_cache": round(search_seconds + evaluation["seconds_per_image"]["detect"], 4),
         },
-        "settings": {"crop_size": model.crop_size, "proposals": f"selective search {STRATEGY}, max {MAX_PROPOSALS}",
-                     "score_threshold": 0.05, "nms_threshold": 0.5, "box_weights": list(BOX_WEIGHTS),
-                     "positive_fraction": 0.25, "batch_size": args.batch_size, "lr": args.lr},
     }
-    if args.ship:
-        config = {"num_classes": model.num_classes, "crop_size": model.crop_size, "feature_dim": 256}
-        training_cli.ship("rcnn", model, config, args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

@@ -9,8 +9,8 @@ Labels are the digits 0..9 everywhere: there is no background class. Each of the
 outputs of an anchor says "this anchor is digit c"; background is "all C outputs say no" (torchvision
 does the same: its label 0 is an ordinary class).
 
-Network. The backbone and FPN are FCOS's (:class:`~lectures_code.detection.fcos.Backbone`,
-:class:`~lectures_code.detection.fcos.FeaturePyramid`: P3, P4, P5 at strides 8, 16, 32, 64 channels),
+Network. The backbone and FPN are FCOS's (``Backbone`` and ``FeaturePyramid`` of ``backbones.py``:
+P3, P4, P5 at strides 8, 16, 32, 64 channels),
 so RetinaNet and FCOS differ only in the head and in how training targets are assigned:
 
 - FCOS: one prediction per feature-map *point*, assigned by "the point lies in the box, near its
@@ -43,34 +43,23 @@ Inference (:func:`retinanet_postprocess`, as torchvision): per level, sigmoid sc
 (anchor, class) pair, keep those > 0.05, at most the best 1000; decode their boxes, clip them to the
 image; then over all levels per-class NMS at IoU 0.5 and the best 100 detections.
 
-``python -m lectures_code.detection.retinanet --num-train-images 4000 --epochs 14 --ship`` trains,
-evaluates and ships ``lectures_code/checkpoints/retinanet_digits.pt`` (see :func:`main`).
+The shared loop trains it (registry entry "retinanet": ``lectures train retinanet``); ``predict`` is the
+inference API with the reader's thresholds, ``anchor_levels`` gives the anchors.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from lectures_code.data.digit_canvases import NUM_CLASSES
-from lectures_code.detection.anchors import AnchorGenerator
-from lectures_code.detection.fcos import Backbone, FeaturePyramid, render_split
+from lectures_code.detection.anchors import AnchorGenerator, AnchorLevel
+from lectures_code.detection.backbones import Backbone, FeaturePyramid
+from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.matcher import BETWEEN_THRESHOLDS, match_boxes
-from lectures_code.detection.training_cli import (
-    check_recipe,
-    evaluate_on_canvases,
-    load_training_state,
-    optimizer_step,
-    progress_bar,
-    save_training_state,
-    training_parts,
-)
 from lectures_code.ops.box_coding import decode_boxes, encode_boxes
 from lectures_code.ops.boxes import box_iou
 from lectures_code.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
@@ -226,17 +215,32 @@ class RetinaNet(nn.Module):
                 "num_anchors_per_level": num_anchors_per_level}
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
+        if not self.training:  # eval: the detections with the model's thresholds (torchvision's contract)
+            return self.predict(images)
         self._check(images, targets)
         outputs = self.head_outputs(images)
-        if self.training:
-            targets = [{"boxes": t["boxes"].to(images.device, torch.float32), "labels": t["labels"].to(images.device)}
-                       for t in targets]
-            return retinanet_loss(outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["anchors"],
-                                  targets, box_loss=self.box_loss)
+        targets = [{"boxes": t["boxes"].to(images.device, torch.float32), "labels": t["labels"].to(images.device)}
+                   for t in targets]
+        return retinanet_loss(outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["anchors"],
+                              targets, box_loss=self.box_loss)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, score_threshold: float | None = None, nms_threshold: float | None = None,
+                max_detections: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections of a batch (eval mode): :func:`retinanet_postprocess` of the head outputs with the given
+        thresholds (None: the model's)."""
+        score_threshold, nms_threshold, max_detections = inference_settings(
+            self, score_threshold, nms_threshold, max_detections)
+        self._check(images, None)
+        outputs = self.head_outputs(images)
         return retinanet_postprocess(
             outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["anchors"],
-            outputs["num_anchors_per_level"], tuple(images.shape[-2:]), self.score_threshold, self.topk_candidates,
-            self.nms_threshold, self.max_detections)
+            outputs["num_anchors_per_level"], tuple(images.shape[-2:]), score_threshold, self.topk_candidates,
+            nms_threshold, max_detections)
+
+    def anchor_levels(self, image_size: tuple[int, int] = (128, 128)) -> list[AnchorLevel]:
+        """The anchors the head classifies on P3, P4, P5 for an image of ``image_size``."""
+        return self.anchor_generator.levels(image_size, STRIDES, next(self.parameters()).device)
 
 
 # --8<-- [start:retinanet_loss]
@@ -389,154 +393,3 @@ def retinanet_postprocess(
         results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return results
 # --8<-- [end:retinanet_inference]
-
-
-@torch.no_grad()
-def retinanet_detect(model: RetinaNet, images: Tensor) -> list[dict[str, Tensor]]:
-    """Detect digits in float images [B, 3, H, W] in [0, 1] with the model's thresholds (on its device).
-
-    Returns B dicts {"boxes" float32 [D, 4] xyxy clipped to the image, "scores" float32 [D] descending,
-    "labels" int64 [D] digits 0..9}.
-    """
-    model.eval()
-    return model(images.to(next(model.parameters()).device))
-
-
-def train_retinanet(
-    num_train_images: int = 4000,
-    epochs: int = 14,
-    lr: float = 2e-3,
-    batch_size: int = 16,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    checkpoint_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    box_loss: str = "l1",
-) -> tuple[RetinaNet, dict]:
-    """Train a :class:`RetinaNet` on the first ``num_train_images`` training canvases (FCOS's recipe).
-
-    AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient-norm clipping at 10; mixed
-    precision (float16 autocast with gradient scaling) only on CUDA. Deterministic: epoch e shuffles with
-    a generator seeded by (seed, e). With a ``checkpoint_path``, {"model", "optimizer", "scheduler",
-    "scaler", "epoch", "history", "config", "run"} is saved after every epoch, and with ``resume`` a run
-    continues from it, visiting the same minibatches as an uninterrupted run.
-
-    Returns:
-        (model in eval mode, history) with history = {"total", "classification", "bbox_regression": per-step
-        losses, "epoch_seconds", "render_seconds", "train_seconds", "device"}.
-    """
-
-    check_recipe(num_train_images, epochs, batch_size, lr)
-    device = torch.device(device)
-    use_amp = device.type == "cuda"
-    run = {"num_train_images": num_train_images, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-
-    start = time.perf_counter()
-    data = render_split("train", num_train_images, seed)
-    render_seconds = time.perf_counter() - start
-
-    torch.manual_seed(seed)
-    model = RetinaNet(box_loss=box_loss).to(device)
-    config = model.config()
-    optimizer, scheduler, scaler = training_parts(model, lr, epochs * math.ceil(num_train_images / batch_size), use_amp)
-    history: dict = {"total": [], "classification": [], "bbox_regression": [], "epoch_seconds": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    history, first_epoch = load_training_state(checkpoint_path, resume, run, config, device, parts, history)
-
-    for epoch in range(first_epoch, epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(num_train_images, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        bar = progress_bar(order.split(batch_size), progress, f"RetinaNet epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            images = data["images"][batch].to(device).float().div_(255)  # [B, 3, S, S]
-            targets = [data["targets"][j] for j in batch.tolist()]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = model(images, targets)
-            total = losses["classification"] + losses["bbox_regression"]
-            optimizer_step(total, model, optimizer, scaler, scheduler)
-            for key, value in (losses | {"total": total}).items():
-                history[key].append(float(value.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{history['total'][-1]:.3f}", refresh=False)
-        history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-        save_training_state(checkpoint_path, parts, epoch + 1, history, config, run)
-
-    history.update(render_seconds=render_seconds, train_seconds=float(sum(history["epoch_seconds"])),
-                   device=str(device))
-    return model.eval(), history
-
-
-def evaluate_retinanet(model: RetinaNet, num_test_images: int = 200, split: str = "test", seed: int = 0,
-                       progress: bool = False) -> dict:
-    """COCO box AP (our :func:`coco_evaluate`) on the first ``num_test_images`` canvases of ``split``.
-
-    Images go through the model one at a time, on the model's device. Returns {"stats": the 12 COCO numbers
-    (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), "per_class_ap": {digit: {"AP", "AP50"}},
-    "seconds_per_image": mean wall time of one canvas, "images", "detections"}.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    return evaluate_on_canvases(lambda index, image: retinanet_detect(model, image[None].to(device))[0], device,
-                                num_test_images, split, seed, progress)
-
-
-def load_pretrained(name: str = "retinanet_digits", directory: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> RetinaNet:
-    """The shipped, SHA-256-checked RetinaNet (see :mod:`lectures_code.checkpoints`), in eval mode."""
-    from lectures_code import checkpoints
-
-    return checkpoints.load_pretrained(name, directory or checkpoints.CHECKPOINT_DIR, device)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train, evaluate and (with --ship) save the shipped RetinaNet: ``python -m lectures_code.detection.retinanet``."""
-    from lectures_code.detection import training_cli
-
-    parser = training_cli.detector_parser(main.__doc__, "retinanet", num_train_images=4000, epochs=14, lr=2e-3,
-                                          batch_size=16, threads=1, record="docs/data/lecture14_detectors.json")
-    parser.add_argument("--box-loss", choices=BOX_LOSSES, default="l1",
-                        help="L1 on the encoded deltas (torchvision's default) or GIoU on the decoded boxes")
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-
-    model, history = train_retinanet(args.num_train_images, args.epochs, args.lr, args.batch_size, args.device,
-                                     args.seed, args.checkpoint_path, progress=True, resume=not args.no_resume,
-                                     box_loss=args.box_loss)
-    model = model.cpu()  # test latency is measured on the CPU, one canvas at a time
-    evaluation = evaluate_retinanet(model, args.num_test_images, progress=True)
-    subset = evaluate_retinanet(model, 40)  # the subset that tests/detection/test_retinanet.py checks
-
-    keys = ("total", "classification", "bbox_regression")
-    record = {
-        "model": "RetinaNet",
-        **training_cli.run_info("lectures_code.detection.retinanet", args, argv),
-        "epochs": args.epochs,
-        "steps": len(history["total"]),
-        "render_seconds": round(history["render_seconds"], 1),
-        "train_seconds": round(history["train_seconds"], 1),
-        "first_loss": {k: round(sum(history[k][:20]) / len(history[k][:20]), 4) for k in keys},
-        "final_loss": {k: round(sum(history[k][-20:]) / len(history[k][-20:]), 4) for k in keys},
-        "test_images": args.num_test_images,
-        "test": training_cli.named_stats(evaluation["stats"]),
-        "per_class_ap": training_cli.rounded_per_class(evaluation["per_class_ap"]),
-        "test_first_40": training_cli.named_stats(subset["stats"]),
-        "seconds_per_test_image (cpu, batch 1)": round(evaluation["seconds_per_image"], 4),
-        "settings": {"strides": list(STRIDES), "anchors_per_location": model.head.num_anchors,
-                     "anchors_per_image": sum((128 // s) ** 2 for s in STRIDES) * model.head.num_anchors,
-                     "matcher": {"foreground_iou": FOREGROUND_IOU, "background_iou": BACKGROUND_IOU,
-                                 "allow_low_quality_matches": True},
-                     "box_weights": list(BOX_WEIGHTS), "focal_alpha": FOCAL_ALPHA, "focal_gamma": FOCAL_GAMMA,
-                     "prior_probability": PRIOR_PROBABILITY, "batch_size": args.batch_size, "lr": args.lr,
-                     "parameters": sum(p.numel() for p in model.parameters()), **model.config()},
-    }
-    if args.ship:
-        training_cli.ship("retinanet", model, model.config(), args, record)
-    print(json.dumps(record, indent=2))
-    return record
-
-
-if __name__ == "__main__":
-    main()

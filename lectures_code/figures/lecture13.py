@@ -408,9 +408,10 @@ RCNN_FIGURE_CANVAS = 3  # a test canvas with several digits
 
 def figure_rcnn_pipeline(index: int = RCNN_FIGURE_CANVAS) -> bytes:
     """PNG: the shipped R-CNN on one test canvas, step by step (proposals, warped crops, boxes, NMS)."""
-    from lectures_code.detection.rcnn import detect, load_pretrained, proposals_for, warp_regions
+    from lectures_code.detection.rcnn import detect, proposals_for, warp_regions
+    from lectures_code.registry import load_pretrained
 
-    model = load_pretrained("rcnn_digits")
+    model = load_pretrained("rcnn")
     image, target = DigitCanvases("test", size=index + 1, canvas_size=128, seed=0)[index]
     proposals = torch.as_tensor(proposals_for(image), dtype=torch.float32)  # [N, 4] xyxy, ranked
     with torch.no_grad():

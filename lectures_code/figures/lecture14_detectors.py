@@ -1,9 +1,10 @@
 """Lecture 14 figures drawn from the trained detectors: anchors, RPN proposals, FPN levels, detections.
 
 Every ``figure_*`` function returns the bytes of one deterministic file (PNG or SVG). They use the
-shipped checkpoints (``lectures_code.checkpoints``, hash-checked) and the first canvases of the
-DigitCanvases test split (seed 0), which no detector saw in training. Boxes are xyxy in pixels.
-A detector whose checkpoint is not shipped is left out of the multi-model figures.
+shipped models of the registry (``lectures_code.registry``, hash-checked), through their inference API
+(``predict``) and their own methods, on the first canvases of the DigitCanvases test split (seed 0), which
+no detector saw in training. Boxes are xyxy in pixels. A detector whose checkpoint is not shipped is left
+out of the multi-model figures.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 import lectures_code.plotting  # noqa: F401  (Agg off-screen backend and the CJK font)
-from lectures_code import checkpoints
+from lectures_code import registry, results
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection.anchors import AnchorGenerator
 from lectures_code.detection.rpn_targets import rpn_targets
@@ -26,19 +27,10 @@ from lectures_code.figures.lecture13 import _png, _svg
 from lectures_code.ops.boxes import box_iou
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "data"
 BENCHMARK_DETECTORS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "detectors.json"
 NUM_CANDIDATES = 60  # canvases searched for a good example (the first 60 test canvases)
 
-# checkpoint name -> (display name, kind) in the order of the lecture
-DETECTORS = {
-    "rcnn_digits": ("R-CNN", "两阶段 · Selective Search"),
-    "fast_rcnn_digits": ("Fast R-CNN", "两阶段 · Selective Search"),
-    "faster_rcnn_digits": ("Faster R-CNN", "两阶段 · RPN"),
-    "faster_rcnn_fpn_digits": ("Faster R-CNN + FPN", "两阶段 · RPN · FPN"),
-    "retinanet_digits": ("RetinaNet", "单阶段 · 锚框 · FPN"),
-    "fcos_digits": ("FCOS", "单阶段 · 无锚框 · FPN"),
-}
+DETECTORS = [entry for entry in registry.MODELS.values() if entry.task == "detection"]  # in the lecture's order
 
 
 @lru_cache(maxsize=1)
@@ -60,27 +52,13 @@ def canvas_with_sizes(min_digits: int = 3) -> int:
 
 @lru_cache(maxsize=len(DETECTORS))
 def _model(name: str):
-    return checkpoints.load_pretrained(name)
+    return registry.load_pretrained(name)
 
 
 def detect(name: str, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run the shipped detector ``name`` on one float [3, H, W] image with its own default thresholds."""
-    model = _model(name)
-    with torch.no_grad():
-        if name == "rcnn_digits":
-            from lectures_code.detection.rcnn import detect as rcnn_detect
-
-            return rcnn_detect(model, image)
-        if name == "fcos_digits":
-            from lectures_code.detection.fcos import fcos_detect
-
-            return fcos_detect(model, image[None])[0]
-        if name == "retinanet_digits":
-            from lectures_code.detection.retinanet import retinanet_detect
-
-            return retinanet_detect(model, image[None])[0]
-        # Fast R-CNN (Selective Search inside, uncached), Faster R-CNN with or without FPN: eval-mode forward
-        return model(image[None])[0]
+    """The shipped detector ``name`` on one float [3, H, W] image with its own thresholds (``predict``;
+    R-CNN and Fast R-CNN run Selective Search, uncached)."""
+    return _model(name).predict(image[None])[0]
 
 
 def _draw_detections(ax, image: torch.Tensor, result: dict, score_threshold: float = 0.5) -> None:
@@ -146,19 +124,15 @@ def figure_anchors() -> bytes:
 
 def figure_rpn_proposals(shown: int = 30) -> bytes:
     """PNG: the trained RPN's top proposals (objectness as opacity) and the detections after the box head."""
-    from lectures_code.detection.faster_rcnn import STRIDE, select_proposals
+    from lectures_code.detection.faster_rcnn import STRIDE
 
-    model = _model("faster_rcnn_digits")
+    model = _model("faster-rcnn")
     index = canvas_with_sizes()
     image, target = test_canvases()[index]
     size = tuple(image.shape[-2:])
-    with torch.no_grad():
-        features = model.backbone(image[None] - 0.5)
-        objectness, deltas = model.rpn_head(features)
-        anchors = model.anchor_generator(size, [features.shape[-2:]], torch.float32, image.device)
-        proposals, scores = select_proposals(anchors, objectness[0], deltas[0], size, model.rpn_pre_nms_top_n[1],
-                                             model.rpn_post_nms_top_n[1])
-        result = model(image[None])[0]
+    result = model.predict(image[None])[0]
+    proposals, scores = result["proposals"], result["proposal_scores"]
+    heat = model.rpn_objectness(image[None])[0].amax(dim=-1)  # [h, w]: the best of the K anchors of a location
 
     fig = Figure(figsize=(12.5, 4.6), layout="constrained")
     axes = fig.subplots(1, 3)
@@ -168,7 +142,6 @@ def figure_rpn_proposals(shown: int = 30) -> bytes:
         draw_boxes(axes[0], torch.tensor([box]), colors="#ffd400", linewidth=1.0, alpha=max(0.15, score))
     axes[0].set_title(f"RPN：NMS(0.7) 后 {len(proposals)} 个候选框，画出前 {min(shown, len(proposals))} 个\n"
                       "（越不透明 = 物体性越高）", fontsize=10)
-    heat = torch.sigmoid(objectness[0]).view(features.shape[-2], features.shape[-1], -1).amax(dim=-1)
     show_image(axes[1], image)
     axes[1].imshow(heat.numpy(), extent=(0, size[1], size[0], 0), cmap="magma", alpha=0.6, vmin=0, vmax=1,
                    interpolation="nearest")
@@ -184,13 +157,13 @@ def figure_fpn_levels() -> bytes:
     """PNG: FCOS on one canvas: which points of P3/P4/P5 are positives for each digit, and the learned scores."""
     from lectures_code.detection.fcos import assign_targets
 
-    model = _model("fcos_digits")
+    model = _model("fcos")
     index = canvas_with_sizes()
     image, target = test_canvases()[index]
     gt = target["boxes"].float()
     size = image.shape[-1]
     with torch.no_grad():
-        outputs = model(image[None])
+        outputs = model.head_outputs(image[None])
     matched, _, _ = assign_targets(outputs, gt)
     score = (torch.sigmoid(outputs["cls_logits"][0]).amax(dim=1)
              * torch.sigmoid(outputs["centerness_logits"][0])).sqrt()  # [P]
@@ -229,18 +202,19 @@ def figure_fpn_levels() -> bytes:
 
 def figure_detections(canvases: tuple[int, ...] = (0, 1, 2, 3)) -> bytes:
     """PNG: every shipped detector (rows) on the same test canvases (columns), detections scoring >= 0.5."""
-    names = [name for name in DETECTORS if name in checkpoints.shipped_names()]
-    fig = Figure(figsize=(2.6 * len(canvases) + 1.2, 2.7 * len(names)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(names), len(canvases)))
-    for row, name in enumerate(names):
+    shipped = {entry.name for entry in registry.shipped()}
+    entries = [entry for entry in DETECTORS if entry.name in shipped]
+    fig = Figure(figsize=(2.6 * len(canvases) + 1.2, 2.7 * len(entries)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(entries), len(canvases)))
+    for row, entry in enumerate(entries):
         for col, index in enumerate(canvases):
             image, target = test_canvases()[index]
-            result = detect(name, image)
+            result = detect(entry.name, image)
             ax = axes[row, col]
             _draw_detections(ax, image, result)
             draw_boxes(ax, target["boxes"], colors="white", linewidth=0.7, linestyle=":")
             if col == 0:
-                ax.set_ylabel(DETECTORS[name][0], fontsize=11)
+                ax.set_ylabel(entry.title, fontsize=11)
             if row == 0:
                 ax.set_title(f"测试画布 {index}", fontsize=10)
     fig.suptitle("各检测器在同样几张测试画布上的结果（分数 ≥ 0.5；白色点线：真实框）", fontsize=11)
@@ -248,17 +222,17 @@ def figure_detections(canvases: tuple[int, ...] = (0, 1, 2, 3)) -> bytes:
 
 
 def speed_accuracy_points() -> list[dict]:
-    """[{"name", "kind", "ms", "ap", "ap50"}]: AP from the training records (docs/data/*.json), test ms per
-    canvas (CPU, batch 1, proposals included) from benchmarks/results/detectors.json (one run, all detectors)."""
-    records = {"rcnn": json.loads((RESULTS_DIR / "lecture13_detectors.json").read_text())["rcnn"],
-               **json.loads((RESULTS_DIR / "lecture14_detectors.json").read_text())}
+    """[{"name", "kind", "ms", "ap", "ap50"}]: AP from the training records (the registry names each one's file
+    and key), test ms per canvas (CPU, batch 1, proposals included) from benchmarks/results/detectors.json
+    (one run, all detectors)."""
     timings = json.loads(BENCHMARK_DETECTORS.read_text())["detectors"]
     points = []
-    for name, (label, kind) in DETECTORS.items():
-        key = name.removesuffix("_digits")
-        if key in records and key in timings:
-            points.append({"name": label, "kind": kind, "ms": timings[key]["test_ms"],
-                           "ap": records[key]["test"]["AP"], "ap50": records[key]["test"]["AP50"]})
+    for entry in DETECTORS:
+        file_name, key = entry.record
+        record = results.read(file_name).get(key)
+        if record is not None and key in timings:
+            points.append({"name": entry.title, "kind": entry.kind, "ms": timings[key]["test_ms"],
+                           "ap": record["test"]["AP"], "ap50": record["test"]["AP50"]})
     return points
 
 

@@ -23,6 +23,8 @@ The three regimes of the lecture:
   blocks stay frozen and every BatchNorm stays in eval mode (ImageNet statistics, no batch noise).
 * ``scratch``: the same architecture from random initialization, everything trained with ``lr``.
 
+Every run trains through the shared loop (``lectures_code.training.fit``): :class:`TransferClassifier`
+gives it the regime's loss, parameter groups and module modes, with Adam at a constant learning rate.
 Run ``python -m lectures_code.lecture13.transfer_learning --out docs/data/lecture13_transfer.json``
 to redo the comparison stored in that file; :func:`figure_transfer_learning` plots it.
 """
@@ -42,8 +44,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from lectures_code.data.training_set import TensorTrainingSet
 from lectures_code.device import get_device
 from lectures_code.models.efficientnet_lite import (
     NUM_FEATURES,
@@ -51,6 +53,7 @@ from lectures_code.models.efficientnet_lite import (
     load_pretrained_lite0,
     preprocess,
 )
+from lectures_code.training import Recipe, fit
 
 REGIMES = ("feature_extraction", "fine_tuning", "scratch")
 NUM_CLASSES = 10
@@ -159,15 +162,16 @@ def prepare_fine_tuning(model: EfficientNetLite0, num_classes: int, freeze_block
     return model
 
 
-def fine_tuning_optimizer(model: EfficientNetLite0, lr: float, backbone_lr_factor: float = 0.1):
-    """Two parameter groups: the new head learns with ``lr``, the pretrained layers ``lr * factor``."""
+def fine_tuning_parameter_groups(model: EfficientNetLite0, lr: float, backbone_lr_factor: float = 0.1) -> list:
+    """Two parameter groups for the optimizer: the new head learns with ``lr``, the pretrained layers
+    with ``lr * factor``."""
     head = list(model._fc.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    return torch.optim.Adam([
+    return [
         {"params": backbone, "lr": lr * backbone_lr_factor},   # small steps: keep what ImageNet taught
         {"params": head, "lr": lr},
-    ])
+    ]
 
 
 def fine_tuning_train_mode(model: EfficientNetLite0) -> EfficientNetLite0:
@@ -201,37 +205,43 @@ def build_model(
     return prepare_fine_tuning(model, num_classes, freeze_blocks)
 
 
-def make_optimizer(model: nn.Module, regime: str, lr: float, backbone_lr_factor: float = 0.1):
-    """Adam over what ``regime`` trains: the head only, two groups (fine-tuning) or everything."""
-    _check_regime(regime)
-    if regime == "fine_tuning":
-        return fine_tuning_optimizer(model, lr, backbone_lr_factor)
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+class TransferClassifier(nn.Module):
+    """What the shared loop trains for one regime: ``network`` (the prepared EfficientNet, or only its new
+    head ``_fc`` on precomputed features) with the regime's loss, parameter groups and module modes.
 
+    ``forward(inputs, labels)`` returns {"loss_classifier": cross-entropy} (training), ``forward(inputs)``
+    the logits. ``train()`` sets the regime's modes: feature extraction keeps everything in eval mode,
+    fine-tuning keeps every BatchNorm in eval mode (``fine_tuning_train_mode``), scratch trains all.
+    """
 
-def set_train_mode(model: nn.Module, regime: str) -> nn.Module:
-    """The module modes used during training for ``regime`` (see the module doc)."""
-    _check_regime(regime)
-    if regime == "feature_extraction":
-        return model.eval()
-    if regime == "fine_tuning":
-        return fine_tuning_train_mode(model)
-    return model.train()
+    def __init__(self, network: nn.Module, regime: str, backbone_lr_factor: float = 0.1):
+        super().__init__()
+        _check_regime(regime)
+        self.network, self.regime, self.backbone_lr_factor = network, regime, backbone_lr_factor
 
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None):
+        logits = self.network(inputs)  # [B, 10]
+        return logits if labels is None else {"loss_classifier": F.cross_entropy(logits, labels)}
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor) -> float:
-    """One cross-entropy step on a batch; returns the loss. Frozen parameters keep ``grad is None``."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(inputs), labels)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    def train(self, mode: bool = True) -> TransferClassifier:
+        super().train(mode)
+        if mode and self.regime == "feature_extraction":
+            self.network.eval()  # a frozen network: BatchNorm statistics and dropout as in inference
+        elif mode and self.regime == "fine_tuning" and isinstance(self.network, EfficientNetLite0):
+            fine_tuning_train_mode(self.network)
+        return self
+
+    def parameter_groups(self, lr: float) -> list:
+        """What the optimizer updates: two groups when fine-tuning, else every trainable parameter."""
+        if self.regime == "fine_tuning" and isinstance(self.network, EfficientNetLite0):
+            return fine_tuning_parameter_groups(self.network, lr, self.backbone_lr_factor)
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy on ``inputs`` (images or features), in batches. Leaves ``model`` in eval mode: the
-    training loop sets the regime's modes again at the start of every epoch."""
+    training loop sets the regime's modes again (``TransferClassifier.train``) at the start of every epoch."""
     model.eval()
     device = next(model.parameters()).device
     correct = sum(
@@ -288,33 +298,32 @@ def run_transfer_experiment(
     if eval_every is None:
         eval_every = 1 if regime == "feature_extraction" else max(1, math.ceil(epochs / 6))
 
-    trained = model                                      # the module whose parameters the optimizer updates
+    network = model                                      # what the loop trains (with frozen parts)
     started = time.perf_counter()
     if regime == "feature_extraction":
         # The frozen network is a fixed function: its features are computed once and only the head trains.
         train_x = extract_features(model, train_x)       # (N, 1280)
-        trained = model._fc
+        network = model._fc
     train_seconds = time.perf_counter() - started
     # Test features are evaluation work, not counted as training time.
     test_inputs = extract_features(model, test_x) if regime == "feature_extraction" else test_x
-    optimizer = make_optimizer(trained, regime, lr, backbone_lr_factor)
+    classifier = TransferClassifier(network, regime, backbone_lr_factor)
+    recipe = Recipe(num_train_images=len(train_y), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0,
+                    max_grad_norm=None, optimizer="adam", schedule="constant")
+    eval_epochs, accuracy_history = [], []
 
-    order_generator = torch.Generator().manual_seed(seed)
-    train_y_device = train_y.to(device)
-    loss_history, eval_epochs, accuracy_history = [], [], []
-    bar = tqdm(range(1, epochs + 1), desc=f"{regime} {shots_per_class}-shot", disable=not progress, leave=False)
-    for epoch in bar:
-        started = time.perf_counter()
-        set_train_mode(trained, regime)
-        batch_losses = []
-        for batch in torch.randperm(len(train_y), generator=order_generator).split(batch_size):
-            batch_losses.append(train_step(trained, optimizer, train_x[batch].to(device), train_y_device[batch]))
-        loss_history.append(sum(batch_losses) / len(batch_losses))
-        train_seconds += time.perf_counter() - started
+    def evaluate(epoch: int, module: nn.Module) -> None:
         if epoch % eval_every == 0 or epoch == epochs:
             eval_epochs.append(epoch)
-            accuracy_history.append(accuracy(trained, test_inputs, test_y))
-            bar.set_postfix(loss=f"{loss_history[-1]:.3f}", test_acc=f"{accuracy_history[-1]:.3f}")
+            accuracy_history.append(accuracy(module.network, test_inputs, test_y))
+
+    history = fit(classifier, TensorTrainingSet(inputs=train_x, labels=train_y), recipe, device=device, seed=seed,
+                  progress=progress, desc=f"{regime} {shots_per_class}-shot", on_epoch_end=evaluate)
+    steps_per_epoch = math.ceil(len(train_y) / batch_size)
+    losses = history["total"]
+    loss_history = [sum(losses[i:i + steps_per_epoch]) / len(losses[i:i + steps_per_epoch])
+                    for i in range(0, len(losses), steps_per_epoch)]
+    train_seconds += history["train_seconds"]
     return {
         "regime": regime,
         "shots_per_class": shots_per_class,

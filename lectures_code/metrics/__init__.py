@@ -4,7 +4,7 @@
     voc_ap.py       voc_ap: PASCAL VOC 2007 11-point and VOC 2010+ area-under-the-curve AP
 """
 
-from lectures_code.metrics.coco_eval import coco_evaluate, format_stats
+from lectures_code.metrics.coco_eval import STAT_NAMES, coco_evaluate, format_stats, named_stats
 from lectures_code.metrics.voc_ap import voc_ap
 
-__all__ = ["coco_evaluate", "format_stats", "voc_ap"]
+__all__ = ["STAT_NAMES", "coco_evaluate", "format_stats", "named_stats", "voc_ap"]

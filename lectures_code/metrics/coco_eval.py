@@ -237,6 +237,17 @@ def _summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
     return stats
 
 
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
+              "AR_medium", "AR_large")  # the 12 numbers of ``stats``, in order
+
+
+def named_stats(stats, digits: int = 4) -> dict:
+    """The 12 COCO numbers by name (``STAT_NAMES``), rounded to ``digits`` for a record."""
+    if len(stats) != 12:
+        raise ValueError(f"expected the 12 COCO stats, got {len(stats)}")
+    return {name: round(float(value), digits) for name, value in zip(STAT_NAMES, stats)}
+
+
 def format_stats(stats) -> str:
     """The 12 lines pycocotools' ``COCOeval.summarize()`` prints, for a list of 12 stats."""
     if len(stats) != 12:

@@ -17,8 +17,8 @@ import pytest
 import torch
 from torchvision.models.detection.image_list import ImageList
 
-from lectures_code import checkpoints
-from lectures_code.data.digit_canvases import DigitCanvases
+from lectures_code import registry
+from lectures_code.data.digit_canvases import CanvasDetectionSet, DigitCanvases
 from lectures_code.detection import faster_rcnn as ours_faster_rcnn
 from lectures_code.detection import fcos as ours_fcos
 from lectures_code.detection.fcos_targets import fcos_points
@@ -33,8 +33,8 @@ _spec.loader.exec_module(bench)
 @pytest.fixture(scope="module")
 def batch():
     """Two training canvases as the benchmark feeds them: float [2, 3, 128, 128] in [0, 1], digit labels."""
-    images, targets = ours_faster_rcnn.render_canvases(2, "train", seed=0)
-    return bench.batch_of(images, targets, torch.arange(2))
+    batch = CanvasDetectionSet("train", 2, seed=0).collate(torch.arange(2), torch.device("cpu"))
+    return batch["images"], batch["targets"]
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +90,9 @@ def test_faster_rcnn_twin_shares_our_settings(batch):
 
 
 def test_faster_rcnn_twin_with_our_weights_gives_our_detections(test_images):
-    ours = checkpoints.load_pretrained("faster_rcnn_digits")
-    twin = bench.torchvision_faster_rcnn(ours.config())
-    twin.load_state_dict(bench.faster_rcnn_weights_for_torchvision(ours))
+    ours = registry.load_pretrained("faster-rcnn")
+    twin = bench.TorchvisionTwin(bench.torchvision_faster_rcnn(ours.config()), "faster_rcnn", label_offset=1)
+    twin.detector.load_state_dict(bench.faster_rcnn_weights_for_torchvision(ours))
     twin.eval()
     pair = bench.faster_rcnn_pair()
     with torch.no_grad():
@@ -134,13 +134,13 @@ def test_fcos_twin_shares_our_settings(batch):
 
 def test_fcos_twin_with_our_weights_assigns_our_targets(batch):
     images, targets = batch
-    ours = checkpoints.load_pretrained("fcos_digits").train()
-    twin = bench.torchvision_fcos(ours.config)
+    ours = registry.load_pretrained("fcos").train()
+    twin = bench.torchvision_fcos(ours.config())
     missing, unexpected = twin.load_state_dict(bench.fcos_weights_for_torchvision(ours), strict=False)
     assert missing == [] and unexpected == []
     twin.train()
     with torch.no_grad():
-        expected = bench._fcos_losses(ours, images, targets)
+        expected = ours(images, targets)
         actual = twin(list(images), targets)
     # Same logits and same point-to-box assignment give the same classification and centerness losses.
     for name in ("classification", "bbox_ctrness"):
@@ -163,16 +163,18 @@ def _pairs():
 def test_one_training_step_and_eval_pass(key, batch, device):
     pair = {"faster_rcnn": bench.faster_rcnn_pair, "fcos": bench.fcos_pair, "retinanet": bench.retinanet_pair}[key]()
     images, targets = _to(device, *batch)
-    recipe = {"num_train_images": 2, "epochs": 1, "lr": 2e-3, "batch_size": 2, "seed": 0}
-    ours, twin = pair.build_ours(0).to(device).train(), pair.build_torchvision(0).to(device).train()
+    recipe = bench.Recipe(num_train_images=2, epochs=1, lr=2e-3, batch_size=2)
+    ours, twin = pair.build_ours(0).to(device).train(), pair.build_twin(0).to(device).train()
     if key == "retinanet":
         counts = bench.shared_parameter_counts(key, ours, twin)
         assert counts["backbone"][0] == counts["backbone"][1] and counts["fpn"][0] == counts["fpn"][1]
-        anchors = twin.anchor_generator(ImageList(images, [(128, 128)] * 2), list(twin.backbone(images).values()))
+        detector = twin.detector
+        anchors = detector.anchor_generator(ImageList(images, [(128, 128)] * 2),
+                                            list(detector.backbone(images).values()))
         assert torch.equal(anchors[0], ours.head_outputs(images)["anchors"])
     losses = {}
     for name, losses_fn, model in (("ours", pair.ours_losses, ours), ("torchvision", pair.torchvision_losses, twin)):
-        optimizer, scheduler = bench.make_optimizer(model, recipe)
+        optimizer, scheduler = bench.make_optimizer(model, recipe, steps_per_epoch=1)
         before = [p.detach().clone() for p in model.parameters()]
         losses[name] = bench.train_step(losses_fn, model, optimizer, scheduler, images, targets)
         assert all(math.isfinite(v) for v in losses[name].values()), losses[name]
@@ -184,3 +186,14 @@ def test_one_training_step_and_eval_pass(key, batch, device):
     assert set(result) == {"boxes", "scores", "labels"} and result["boxes"].shape[1:] == (4,)
     assert ((result["labels"] >= 0) & (result["labels"] <= 9)).all()
     assert (result["boxes"] >= 0).all() and (result["boxes"] <= 128).all()
+
+
+@pytest.mark.parametrize("key", ["faster_rcnn", "fcos"])
+def test_the_twins_train_through_our_loop(key, tmp_path):
+    pair = {"faster_rcnn": bench.faster_rcnn_pair, "fcos": bench.fcos_pair}[key]()
+    recipe = bench.Recipe(num_train_images=4, epochs=2, lr=2e-3, batch_size=2)
+    data = CanvasDetectionSet("train", 4, seed=0)
+    twin, training = bench.train_torchvision(pair, recipe, 0, data, tmp_path / "twin.pt")
+    assert training["steps"] == 4 and not twin.training
+    assert torch.load(tmp_path / "twin.pt", weights_only=True)["epoch"] == 2
+    assert all(math.isfinite(v) for v in training["final_loss"].values())

@@ -9,11 +9,11 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code.checkpoints import load_pretrained
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.demos import lecture13_detector as demo
 from lectures_code.detection.rcnn import detect, proposals_for
 from lectures_code.detection.single_object import predict_single_object
+from lectures_code.registry import load_pretrained
 
 BAD = "**输入有误：**"
 RCNN_NAME, SINGLE_NAME = "R-CNN", "单目标检测器 (single-object)"

@@ -118,36 +118,35 @@ def test_rows_equal_the_models_own_forward(detector):
 
 
 def _untrained(detector: str):
-    from importlib import import_module
-
-    spec = demo.DETECTORS[detector]
     torch.manual_seed(0)
-    return getattr(import_module(f"lectures_code.detection.{spec.module}"), spec.model_class)().eval()
+    return demo.DETECTORS[detector].build().eval()
 
 
-@pytest.mark.parametrize("detector", [name for name in demo.DETECTORS if name != "FCOS"])
-def test_adapters_match_forward_without_a_checkpoint(detector, monkeypatch):
-    """The adapter of every detector (shipped or not) reproduces the model's forward, with a freshly
-    initialised model whose thresholds are set to unusual values (so the adapter must pass them on)."""
-    from lectures_code.detection import rcnn
-
+@pytest.mark.parametrize("detector", list(demo.DETECTORS))
+def test_the_demo_runs_the_models_inference_api(detector, monkeypatch):
+    """For every detector (shipped or not) the demo's run equals the model's own eval forward, with a freshly
+    initialised model whose thresholds are set to unusual values (so the demo must pass the reader's on)."""
     model = _untrained(detector)
     model.score_threshold, model.nms_threshold, model.max_detections = 0.004, 0.35, 17
-    if hasattr(model, "topk_candidates"):
-        model.topk_candidates = 60  # fewer boxes for the NMS of an untrained RetinaNet: a faster test
+    for attribute in ("topk_candidates", "topk_per_level"):
+        if hasattr(model, attribute):
+            setattr(model, attribute, 60)  # fewer boxes for the NMS of an untrained single-stage model
     image, target = canvas(2)
     jitter = torch.randn(30, 4, generator=torch.Generator().manual_seed(0)) * 4
     proposals = (target["boxes"].repeat(8, 1)[:30] + jitter).clamp(0, 128)  # stand-in for Selective Search
-    monkeypatch.setattr(rcnn, "proposals_for", lambda *args, **kwargs: proposals)
-    run_ = demo.DETECTORS[detector].run(model, image, 0.004, 0.35, 17, True, 2)
+    monkeypatch.setattr(demo, "proposals_for", lambda *args, **kwargs: proposals)
+    spec = demo.DETECTORS[detector]
+    run_ = demo.run_model(spec, model, image, 0.004, 0.35, 17, True, 2)
     with torch.no_grad():
         expected = model(image[None], [proposals])[0] if detector == "Fast R-CNN" else model(image[None])[0]
     assert len(expected["boxes"]) == 17
     for key in ("boxes", "scores", "labels"):
         torch.testing.assert_close(run_.detections[key], expected[key])
-    if demo.DETECTORS[detector].cells == "anchors":
-        generated = torch.cat([level.anchors for level in run_.anchor_levels])
-        assert sum(level.grid[0] * level.grid[1] * level.per_cell for level in run_.anchor_levels) == len(generated)
+    if spec.cells == "anchors":
+        generated = torch.cat([level.anchors for level in run_.levels])
+        assert sum(level.grid[0] * level.grid[1] * level.per_cell for level in run_.levels) == len(generated)
+    if spec.proposals:
+        assert run_.proposals.ndim == 2 and run_.proposals.shape[1] == 4
 
 
 @pytest.fixture()
@@ -163,6 +162,7 @@ def test_a_detector_appears_once_its_checkpoint_ships(detector, tmp_path, monkey
     (hash-checked) and run end to end; without it the detector is not offered."""
     spec = demo.DETECTORS[detector]
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setenv(checkpoints.HOME_ENV, str(tmp_path / "home"))
     assert demo.shipped_detectors() == []
     model = _untrained(detector)
     checkpoints.save_checkpoint(model.state_dict(), {"config": model.config()}, tmp_path / f"{spec.checkpoint}.pt")

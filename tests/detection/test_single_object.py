@@ -1,24 +1,24 @@
-"""Single-object detector: multitask loss by hand, shapes, a tiny training run, the shipped checkpoint."""
+"""Single-object detector: multitask loss by hand, shapes, its training set, the shipped model's quality.
+
+(Training through the shared loop and the checkpoint's safety are tested for every registry model in
+tests/training/test_registry_models.py.)"""
 
 from __future__ import annotations
 
 import math
-import shutil
 
-import numpy as np
 import pytest
 import torch
 from torchvision.ops import box_iou as tv_box_iou
 
-from lectures_code import checkpoints
+from lectures_code import registry
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.detection.single_object import (
     SingleObjectDetector,
+    SingleObjectSet,
     evaluate_single_object,
     predict_single_object,
-    render_split,
     single_object_loss,
-    train_single_object,
 )
 
 # Measured on the first 100 test canvases with the shipped checkpoint: accuracy 0.89, IoU > 0.5 for 0.97
@@ -66,30 +66,41 @@ def test_output_shapes(device):
         SingleObjectDetector(image_size=100)
 
 
-def test_render_split_matches_dataset():
-    data = render_split("val", 3)
+def test_training_set_matches_dataset():
+    data = SingleObjectSet("val", 3)
     dataset = DigitCanvases("val", size=3, max_objects=1)
+    batch = data.collate(torch.arange(3), torch.device("cpu"))
     for i in range(3):
         image, target = dataset[i]
-        assert torch.equal(data["boxes"][i], target["boxes"][0]) and data["labels"][i] == target["labels"][0]
-        assert (data["images"][i].float() / 255 - image).abs().max() <= 0.5 / 255 + 1e-6
+        assert torch.equal(data.boxes[i], target["boxes"][0]) and data.labels[i] == target["labels"][0]
+        assert torch.equal(batch["boxes"][i], target["boxes"][0] / 128) and batch["labels"][i] == target["labels"][0]
+        assert (batch["images"][i] - image).abs().max() <= 0.5 / 255 + 1e-6
 
 
-def test_tiny_training_reduces_loss():
-    model, history = train_single_object(steps=30, lr=3e-3, batch_size=8, num_train_images=32, seed=0,
-                                         progress=False)
-    assert len(history["total"]) == 30 and not model.training
-    assert np.mean(history["total"][-5:]) < 0.8 * np.mean(history["total"][:5])
-    again, _ = train_single_object(steps=3, lr=3e-3, batch_size=4, num_train_images=8, seed=1, progress=False)
-    again2, _ = train_single_object(steps=3, lr=3e-3, batch_size=4, num_train_images=8, seed=1, progress=False)
-    for key, value in again.state_dict().items():
-        assert torch.equal(value, again2.state_dict()[key]), "same seed must give the same model"
-    with pytest.raises(ValueError):
-        train_single_object(steps=0)
+def test_training_forward_returns_the_two_weighted_terms():
+    torch.manual_seed(0)
+    model = SingleObjectDetector(box_weight=10.0).train()
+    batch = SingleObjectSet("train", 4).collate(torch.arange(4), torch.device("cpu"))
+    losses = model(**batch)
+    logits, box = model(batch["images"])
+    total, cls_loss, reg_loss = single_object_loss(logits, box, batch["labels"], batch["boxes"], box_weight=10.0)
+    assert set(losses) == {"loss_classifier", "loss_box"}
+    torch.testing.assert_close(losses["loss_classifier"], cls_loss)
+    torch.testing.assert_close(losses["loss_box"], 10.0 * reg_loss)
+    torch.testing.assert_close(sum(losses.values()), total)
+
+
+def test_shipped_model_quality():
+    model = registry.load_pretrained("single-object")
+    metrics = evaluate_single_object(model, 100)
+    assert metrics["accuracy"] >= MIN_ACCURACY_FIRST_100, metrics
+    assert metrics["iou_above_0.5"] >= MIN_IOU_ABOVE_HALF_FIRST_100, metrics
+    one = model.predict(DigitCanvases("test", size=1, max_objects=1)[0][0][None])[0]
+    assert one["boxes"].shape == (1, 4) and one["scores"].shape == (1,) and one["labels"].shape == (1,)
 
 
 def test_evaluate_against_oracle_iou():
-    model = checkpoints.load_pretrained("single_object_digits")
+    model = registry.load_pretrained("single-object")
     dataset = DigitCanvases("test", size=20, max_objects=1)
     metrics = evaluate_single_object(model, dataset)
     images = torch.stack([dataset[i][0] for i in range(20)])
@@ -102,22 +113,3 @@ def test_evaluate_against_oracle_iou():
     assert metrics["iou_above_0.5"] == pytest.approx((iou > 0.5).float().mean().item())
 
 
-def test_shipped_checkpoint_quality_and_hash(tmp_path):
-    path = checkpoints.CHECKPOINT_DIR / "single_object_digits.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(state) == {"state_dict", "metadata"} and path.stat().st_size < 5_000_000
-    sums = (checkpoints.CHECKPOINT_DIR / "SHA256SUMS").read_text().splitlines()
-    assert f"{checkpoints.sha256_of(path)}  single_object_digits.pt" in sums
-
-    model = checkpoints.load_pretrained("single_object_digits")
-    metrics = evaluate_single_object(model, 100)
-    assert metrics["accuracy"] >= MIN_ACCURACY_FIRST_100, metrics
-    assert metrics["iou_above_0.5"] >= MIN_IOU_ABOVE_HALF_FIRST_100, metrics
-
-    for name in ("single_object_digits.pt", "SHA256SUMS"):
-        shutil.copy(checkpoints.CHECKPOINT_DIR / name, tmp_path / name)
-    data = bytearray((tmp_path / "single_object_digits.pt").read_bytes())
-    data[-100] ^= 0x01
-    (tmp_path / "single_object_digits.pt").write_bytes(bytes(data))
-    with pytest.raises(checkpoints.CheckpointError):
-        checkpoints.load_pretrained("single_object_digits", tmp_path)

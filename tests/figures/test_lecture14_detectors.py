@@ -7,14 +7,13 @@ records for the speed/accuracy points.
 from __future__ import annotations
 
 import io
-import json
 import xml.etree.ElementTree as ET
 
 import pytest
 import torch
 from PIL import Image
 
-from lectures_code import checkpoints
+from lectures_code import registry, results
 from lectures_code.figures import FIGURES as ALL_FIGURES
 from lectures_code.figures import lecture14_detectors as figures_detectors
 from lectures_code.figures.lecture14_detectors import DETECTORS, FIGURES, canvas_with_sizes, detect, test_canvases
@@ -42,15 +41,12 @@ def test_example_canvas_has_digits_of_different_sizes():
     assert len(heights) >= 3 and heights.max() / heights.min() > 1.5
 
 
-def test_every_detector_in_the_table_can_be_loaded():
-    for name in DETECTORS:
-        assert name in checkpoints.MODELS
+def test_the_figures_show_every_registry_detector():
+    assert [entry.name for entry in DETECTORS] == [n for n, e in registry.MODELS.items() if e.task == "detection"]
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", [entry.name for entry in DETECTORS])
 def test_detect_finds_the_digits_of_a_test_canvas(name):
-    if name not in checkpoints.shipped_names():
-        pytest.skip(f"{name} is not shipped")
     image, target = test_canvases()[0]
     result = detect(name, image)
     assert set(result) >= {"boxes", "scores", "labels"}
@@ -85,9 +81,8 @@ def test_anchor_figure_shows_the_anchors_and_positives_torchvision_finds():
 
 def test_speed_accuracy_points_come_from_the_records():
     points = {p["name"]: p for p in figures_detectors.speed_accuracy_points()}
-    records = json.loads((figures_detectors.RESULTS_DIR / "lecture14_detectors.json").read_text())
-    for name, (label, _) in DETECTORS.items():
-        key = name.removesuffix("_digits")
-        if key in records:
-            assert points[label]["ap"] == records[key]["test"]["AP"]
+    assert set(points) == {entry.title for entry in DETECTORS}
+    for entry in DETECTORS:
+        file_name, key = entry.record
+        assert points[entry.title]["ap"] == results.read(file_name)[key]["test"]["AP"]
     assert points["R-CNN"]["ms"] > points["FCOS"]["ms"]  # external proposals cost far more than one network

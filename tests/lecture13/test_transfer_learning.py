@@ -13,14 +13,14 @@ from lectures_code.lecture13 import transfer_learning
 from lectures_code.lecture13.transfer_learning import (
     REGIMES,
     RESULTS_PATH,
+    TransferClassifier,
     build_model,
     figure_transfer_learning,
     load_digit_split,
-    make_optimizer,
     run_transfer_experiment,
-    set_train_mode,
-    train_step,
 )
+from lectures_code.training import Recipe, optimizer_step
+from lectures_code.training.loop import make_optimizer
 
 pytest.importorskip("mlxtend")
 
@@ -34,13 +34,30 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def optimizer_of(model: nn.Module, regime: str, lr: float, backbone_lr_factor: float = 0.1):
+    """The classifier the loop trains for ``regime`` and the optimizer the loop gives it (Adam, constant lr)."""
+    classifier = TransferClassifier(model, regime, backbone_lr_factor)
+    recipe = Recipe(num_train_images=1, epochs=1, batch_size=1, lr=lr, weight_decay=0.0, max_grad_norm=None,
+                    optimizer="adam", schedule="constant")
+    optimizer, scheduler = make_optimizer(classifier, recipe, total_steps=1)
+    return classifier, optimizer, scheduler
+
+
+def one_step(classifier, optimizer, scheduler, images, labels) -> None:
+    """One step as the loop takes it: train() with the regime's modes, the loss dict, optimizer_step."""
+    classifier.train()
+    losses = classifier(images, labels)
+    optimizer_step(sum(losses.values()), classifier, optimizer, torch.amp.GradScaler("cuda", enabled=False),
+                   scheduler, None)
+
+
 def test_feature_extraction_freezes_everything_but_the_new_head(device):
     model = build_model("feature_extraction", 10, device)
     before = snapshot(model)
-    optimizer = make_optimizer(model, "feature_extraction", lr=1e-2)
-    set_train_mode(model, "feature_extraction")
+    classifier, optimizer, scheduler = optimizer_of(model, "feature_extraction", lr=1e-2)
     images, labels = batch(device)
-    train_step(model, optimizer, images, labels)
+    one_step(classifier, optimizer, scheduler, images, labels)
+    assert not any(m.training for m in model.modules())  # the frozen network stays in eval mode
     for name, parameter in model.named_parameters():
         if name.startswith("_fc."):
             assert parameter.requires_grad and parameter.grad is not None
@@ -58,7 +75,7 @@ def test_feature_extraction_freezes_everything_but_the_new_head(device):
 
 def test_fine_tuning_has_two_groups_with_the_stated_learning_rates(device):
     model = build_model("fine_tuning", 10, device, freeze_blocks=3)
-    optimizer = make_optimizer(model, "fine_tuning", lr=1e-3, backbone_lr_factor=0.1)
+    _, optimizer, _ = optimizer_of(model, "fine_tuning", lr=1e-3, backbone_lr_factor=0.1)
     backbone_group, head_group = optimizer.param_groups
     assert backbone_group["lr"] == pytest.approx(1e-4) and head_group["lr"] == pytest.approx(1e-3)
     assert {id(p) for p in head_group["params"]} == {id(p) for p in model._fc.parameters()}
@@ -71,13 +88,13 @@ def test_fine_tuning_has_two_groups_with_the_stated_learning_rates(device):
 def test_fine_tuning_keeps_batchnorm_in_eval_mode(device):
     model = build_model("fine_tuning", 10, device, freeze_blocks=3)
     before = snapshot(model)
-    optimizer = make_optimizer(model, "fine_tuning", lr=1e-3)
-    set_train_mode(model, "fine_tuning")
+    classifier, optimizer, scheduler = optimizer_of(model, "fine_tuning", lr=1e-3)
+    classifier.train()
     batchnorms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(batchnorms) == 49 and not any(m.training for m in batchnorms)
     assert model.training and model._dropout.training          # dropout still active
     images, labels = batch(device)
-    train_step(model, optimizer, images, labels)
+    one_step(classifier, optimizer, scheduler, images, labels)
     for name, buffer in model.named_buffers():
         assert torch.equal(buffer, before[name]), name          # running statistics untouched
     assert torch.equal(model._blocks[0]._depthwise_conv.weight, before["_blocks.0._depthwise_conv.weight"])
@@ -112,10 +129,10 @@ def test_scratch_trains_everything_from_random_weights(device):
     model = build_model("scratch", 10, device)
     pretrained = build_model("fine_tuning", 10, device)
     assert not torch.equal(model._conv_stem.weight, pretrained._conv_stem.weight)
-    optimizer = make_optimizer(model, "scratch", lr=1e-3)
+    classifier, optimizer, _ = optimizer_of(model, "scratch", lr=1e-3)
     assert len(optimizer.param_groups) == 1
     assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
-    set_train_mode(model, "scratch")
+    classifier.train()
     assert all(m.training for m in model.modules())
 
 
