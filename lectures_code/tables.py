@@ -186,8 +186,8 @@ def lecture13_ap_example() -> str:
     envelope = ex.envelope(steps)
     rows = []
     matched_by: dict[str, str] = {}
-    for rank, (step, interpolated) in enumerate(zip(steps, envelope), start=1):
-        where = f"{float(step.best_iou):.2f}（{step.best_gt}）" if step.best_gt else "0（不与任何真实框重叠）"
+    for step, interpolated in zip(steps, envelope):
+        where = f"{float(step.best_iou):.2f}（{step.best_gt}）" if step.best_gt else "0（无重叠）"
         if step.matched_gt:
             verdict = f"TP：匹配 {step.matched_gt}"
             matched_by[step.matched_gt] = step.name
@@ -197,10 +197,9 @@ def lecture13_ap_example() -> str:
             verdict = "FP：IoU < 0.5，定位不准"
         else:
             verdict = f"FP：{step.best_gt} 已被 {matched_by[step.best_gt]} 匹配，重复检测"
-        rows.append([rank, step.name, f"{step.score:.2f}", where, verdict, step.tp, step.fp,
+        rows.append([f"{step.name}（{step.score:.2f}）", where, verdict, f"{step.tp} / {step.fp}",
                      _fraction(step.precision), _fraction(step.recall), _fraction(interpolated)])
-    header = ["名次", "检测", "分数", "最大 IoU（真实框）", "判定", "累计 TP", "累计 FP", "精确率 P", "召回率 R",
-              "插值精确率"]
+    header = ["检测（分数）", "最大 IoU（真实框）", "判定", "累计 TP / FP", "精确率 P", "召回率 R", "插值精确率"]
 
     voc_points = [ex.precision_at(steps, Fraction(i, 10)) for i in range(11)]
     coco_points = [ex.precision_at(steps, Fraction(i, 100)) for i in range(101)]
@@ -221,17 +220,28 @@ def lecture13_ap_example() -> str:
     ]
     per_threshold = ex.coco_ap_over_thresholds()
     mean = sum(per_threshold.values()) / len(per_threshold)
+    groups: list[list] = []  # [first threshold, last threshold, AP, count] for runs of equal AP
+    for t, ap in per_threshold.items():
+        if groups and groups[-1][2] == ap:
+            groups[-1][1] = t
+            groups[-1][3] += 1
+        else:
+            groups.append([t, t, ap, 1])
     threshold_table = markdown_table(
-        ["IoU 阈值"] + [f"{float(t):.2f}" for t in per_threshold],
-        [["AP（101 点）"] + [f"{float(v):.3f}" for v in per_threshold.values()]],
+        ["IoU 阈值"] + [f"{float(a):.2f}" if a == b else f"{float(a):.2f}–{float(b):.2f}" for a, b, _, _ in groups],
+        [["AP（101 点）"] + [f"{float(ap):.3f}" for _, _, ap, _ in groups]],
     )
+    rough = min((s for s in steps if s.matched_gt), key=lambda s: s.best_iou)  # the loosest true positive
+    lost_at = next(t for t in per_threshold if t > rough.best_iou)
+    mean_terms = " + ".join(f"{count} × {float(ap):.3f}" for _, _, ap, count in groups)
     return (
         markdown_table(header, rows)
         + "\n" + "\n".join(lines) + "\n\n"
-        + "COCO 的主指标 AP@[.5:.95] 把同样的计算在 10 个 IoU 阈值上各做一遍再平均。阈值越高，粗糙的框越早变成 FP"
-        + f"（这里 d6 的 IoU 只有 {float(steps[-1].best_iou):.2f}，阈值 0.6 起就不算数了）：\n\n"
+        + f"COCO 的主指标 AP@[.5:.95] 把同样的计算在 {len(per_threshold)} 个 IoU 阈值上各做一遍再平均。"
+        + f"阈值越高，粗糙的框越早变成 FP（这里 {rough.name} 的 IoU 只有 {float(rough.best_iou):.2f}，"
+        + f"阈值 {float(lost_at):.2f} 起就不算数了）：\n\n"
         + threshold_table
-        + f"\nAP@[.5:.95] = {float(mean):.3f}。\n"
+        + f"\nAP@[.5:.95] = ({mean_terms}) / {len(per_threshold)} ≈ {float(mean):.3f}。\n"
     )
 
 
@@ -265,7 +275,7 @@ def lecture13_selective_search() -> str:
         "scikit-image 自带的三张照片上，各策略的用时（括号里是候选框个数，不设上限）：\n\n"
         + markdown_table(["照片", "宽×高"] + [f"“{s}” 策略" for s in strategies], timing_rows)
         + f"\n{canvases['canvases']} 张数字画布（共 {canvases['objects']} 个数字）上，候选框的召回率"
-        "（有多少个真实框被至少一个 IoU 达到阈值的候选框覆盖）：\n\n"
+        "（一张画布上被至少一个候选框以 IoU ≥ 阈值覆盖的真实框所占的比例，对画布取平均）：\n\n"
         + markdown_table(["策略", "召回率 @IoU 0.5", "召回率 @IoU 0.7", "每图候选框数", "每图用时 (ms)"], recall_rows)
         + measurement_box([
             f"{machine(r['machine'])}，PyTorch {threads(r['torch_threads'])}，NumPy {r['numpy']}；"

@@ -143,7 +143,7 @@ def test_ap_example_table_shows_what_pycocotools_computes(pycocotools_evaluate):
     markdown = tables.TABLES["lecture13-ap-example"]()
     gt, detections = ap_example.as_coco_json()
     stats = pycocotools_evaluate(gt, detections).stats
-    assert f"AP@[.5:.95] = {stats[0]:.3f}" in markdown
+    assert f"/ 10 ≈ {stats[0]:.3f}。" in markdown  # AP@[.5:.95]
     assert f"\\approx {stats[1]:.3f}$。" in markdown  # AP50, the COCO 101-point line
     steps = ap_example.walk_detections()
     assert markdown.count("| TP：") == sum(s.matched_gt is not None for s in steps)

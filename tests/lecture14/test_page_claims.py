@@ -2,6 +2,7 @@
 
 - RoI Align's ``aligned=True`` shifts the box by half a FEATURE CELL (0.5 / spatial_scale image pixels);
 - our two-stage detectors sample 128 regions per image for the box head, torchvision's default is 512;
+- our Faster R-CNN trains RPN and box head jointly but ignores the gradient through the proposals;
 - our FCOS halves the ICCV 2019 paper's scale ranges, so a digit of at most 64 px never reaches P5;
   center sampling (1.5 strides) and the GIoU loss are torchvision's, not the ICCV 2019 paper's;
 - our FPN smooths every merged level with a 3x3 convolution, as torchvision's FeaturePyramidNetwork.
@@ -92,3 +93,31 @@ def test_fpn_smooths_each_level_with_a_3x3_convolution():
     assert [tuple(conv.kernel_size) for conv in pyramid.smooth] == [(3, 3)] * 3
     reference = torchvision.ops.FeaturePyramidNetwork([8, 12, 16], 6)
     assert [tuple(block[0].kernel_size) for block in reference.layer_blocks] == [(3, 3)] * 3
+
+
+def test_our_faster_rcnn_uses_approximate_joint_training():
+    """The page: the second stage's losses do not reach the RPN through the proposal coordinates
+    (Ren et al.'s "approximate joint training"); they still train the shared backbone."""
+    from lectures_code.data.digit_canvases import DigitCanvases
+
+    torch.manual_seed(0)
+    model = FasterRCNN().train()
+    dataset = DigitCanvases("train", size=2, seed=0)
+    images = torch.stack([dataset[i][0] for i in range(2)])
+    targets = [dataset[i][1] for i in range(2)]
+    losses = model(images, targets)
+    (losses["loss_classifier"] + losses["loss_box_reg"]).backward(retain_graph=True)
+    assert all(p.grad is None or not p.grad.any() for p in model.rpn_head.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.backbone.parameters())
+    model.zero_grad()
+    (losses["loss_objectness"] + losses["loss_rpn_box_reg"]).backward()
+    assert all(p.grad is not None and p.grad.any() for p in model.rpn_head.parameters())
+
+
+def test_multiplying_by_the_reciprocal_moves_a_roi_pool_bin_edge():
+    """The page's float32 example: 7 * (1/3) rounds up, 7 / 3 does not, and ceil(3 x) tells them apart."""
+    seven, three = torch.tensor(7.0), torch.tensor(3.0)
+    by_reciprocal = seven * torch.tensor(1 / 3, dtype=torch.float32)
+    by_division = seven / three
+    assert f"{by_reciprocal.item():.7f}" == "2.3333335" and f"{by_division.item():.7f}" == "2.3333333"
+    assert torch.ceil(3 * by_reciprocal).item() == 8 and torch.ceil(3 * by_division).item() == 7
