@@ -58,6 +58,7 @@ FIGURES: dict[str, Callable[[], bytes]] = {
         "lecture13-nms.svg",
         "lecture13-rcnn-pipeline.png",
         "lecture13-pr-curve.svg",
+        "lecture13-ap-example.svg",
         "lecture13-sliding-window-counts.svg",
     ]},
     "lecture13-transfer-learning.svg": _lecture13_transfer,

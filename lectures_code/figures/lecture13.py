@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import time
+from fractions import Fraction
 from functools import lru_cache
 
 import matplotlib
@@ -501,6 +502,71 @@ def figure_pr_curve() -> bytes:
                  f"COCO AP@[.5:.95] = {ap:.3f}", fontsize=10)
     return _svg(fig)
 
+AP_EXAMPLE_LABELS_BELOW = {"d1", "d2", "d6"}
+
+
+def figure_ap_example() -> bytes:
+    """SVG: the worked AP example: its boxes (left) and its precision-recall curve, three ways (right).
+
+    Every plotted number comes from ``lectures_code.lecture13.ap_example`` (exact fractions).
+    """
+    from lectures_code.lecture13 import ap_example as ex
+
+    steps = ex.walk_detections()
+    fig = Figure(figsize=(10.0, 4.6), layout="constrained")
+    ax_boxes, ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.25]})
+
+    width, height = ex.IMAGE_SIZE
+    ax_boxes.add_patch(Rectangle((0, 0), width, height, facecolor="#f4f4f4", edgecolor="#999999"))
+    for name, (x1, y1, x2, y2) in ex.GROUND_TRUTH.items():
+        ax_boxes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="black",
+                                     linewidth=2.2, linestyle="--"))
+        ax_boxes.text(x1 + 2, y2 - 3, name, fontsize=11, fontweight="bold", va="bottom")
+    for step in steps:
+        x1, y1, x2, y2 = next(d[2] for d in ex.DETECTIONS if d[0] == step.name)
+        colour = PALETTE[2] if step.matched_gt else PALETTE[3]
+        ax_boxes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.6))
+        below = step.name in AP_EXAMPLE_LABELS_BELOW  # keeps overlapping boxes' labels apart
+        ax_boxes.text(x1 + 1, y2 + 1 if below else y1 - 1, f"{step.name} {step.score:.2f}", fontsize=8,
+                      color=colour, va="top" if below else "bottom")
+    ax_boxes.set_xlim(-5, width + 5)
+    ax_boxes.set_ylim(height + 14, -12)  # image coordinates: y down
+    ax_boxes.set_aspect("equal")
+    ax_boxes.set_xticks([])
+    ax_boxes.set_yticks([])
+    ax_boxes.set_title("真实框 A、B、C（黑色虚线）；检测框与分数\n（IoU ≥ 0.5 时绿色为 TP，红色为 FP）", fontsize=10)
+
+    recall = [float(s.recall) for s in steps]
+    precision = [float(s.precision) for s in steps]
+    env = [float(p) for p in ex.envelope(steps)]
+    # all-point area: one rectangle per recall step, height = the envelope there
+    previous = 0.0
+    for r, p in zip(recall, env):
+        if r > previous:
+            ax.fill_between([previous, r], [p, p], color=PALETTE[0], alpha=0.15, linewidth=0)
+            ax.plot([previous, r], [p, p], color=PALETTE[0], linewidth=2.2, zorder=3)
+            previous = r
+    ax.plot([], [], color=PALETTE[0], linewidth=2.2,
+            label=f"插值后的曲线（包络）；阴影面积 = 全点 AP = {float(ex.ap_all_points(steps)):.3f}")
+    ax.plot(recall, precision, "o--", color="#555555", linewidth=1.0, markersize=6,
+            label="每个检测之后的 (召回率, 精确率)")
+    for step, r, p in zip(steps, recall, precision):
+        ax.annotate(step.name, (r, p), textcoords="offset points", xytext=(6, -3), fontsize=9)
+    coco = [float(ex.precision_at(steps, Fraction(i, 100))) for i in range(101)]
+    ax.plot([i / 100 for i in range(101)], coco, ".", color=PALETTE[1], markersize=2.5, zorder=4,
+            label=f"COCO 的 101 个点：AP = {float(ex.ap_coco101(steps)):.3f}")
+    voc = [float(ex.precision_at(steps, Fraction(i, 10))) for i in range(11)]
+    ax.plot([i / 10 for i in range(11)], voc, "^", color=PALETTE[3], markersize=7, fillstyle="none", zorder=5,
+            label=f"VOC2007 的 11 个点：AP = {float(ex.ap_voc07(steps)):.3f}")
+    ax.set_xlabel("召回率 recall")
+    ax.set_ylabel("精确率 precision")
+    ax.set_xlim(-0.02, 1.05)
+    ax.set_ylim(0, 1.1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("PR 曲线（IoU 阈值 0.5）与三种 AP", fontsize=10)
+    return _svg(fig)
+
 
 def figure_sliding_window_counts() -> bytes:
     """SVG: how many windows a sliding-window detector must classify, against the image size (log y)."""
@@ -537,5 +603,6 @@ FIGURES = {
     "lecture13-box-transform.svg": figure_box_transform,
     "lecture13-nms.svg": figure_nms,
     "lecture13-pr-curve.svg": figure_pr_curve,
+    "lecture13-ap-example.svg": figure_ap_example,
     "lecture13-sliding-window-counts.svg": figure_sliding_window_counts,
 }

@@ -65,7 +65,7 @@ def test_figure_is_a_valid_file_and_quick(name):
 
 
 @pytest.mark.parametrize("name", ["lecture13-iou-examples.svg", "lecture13-nms.svg", "lecture13-pr-curve.svg",
-                                  "lecture13-vision-tasks.png"])
+                                  "lecture13-vision-tasks.png", "lecture13-ap-example.svg"])
 def test_figures_are_deterministic(name):
     assert FIGURES[name]() == FIGURES[name]()
 
@@ -74,7 +74,7 @@ def test_figure_names_match_functions():
     assert set(FIGURES) == {
         "lecture13-vision-tasks.png", "lecture13-iou-examples.svg", "lecture13-selective-search.png",
         "lecture13-box-transform.svg", "lecture13-nms.svg", "lecture13-pr-curve.svg",
-        "lecture13-sliding-window-counts.svg", "lecture13-rcnn-pipeline.png",
+        "lecture13-sliding-window-counts.svg", "lecture13-rcnn-pipeline.png", "lecture13-ap-example.svg",
     }
     assert all(callable(f) for f in FIGURES.values())
 
