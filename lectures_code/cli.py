@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=list(MODELS), metavar="MODEL", help="one of: " + models)
     train.add_argument("--num-train-images", type=_positive_int, help="training examples (the data's first N)")
     train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--steps-per-epoch", type=_positive_int,
+                       help="minibatches drawn with replacement per epoch (instead of one pass over the data)")
     train.add_argument("--batch-size", type=_positive_int, help="global minibatch (split across --nproc)")
     train.add_argument("--lr", type=_positive_float, help="peak learning rate of AdamW")
     train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps (a quick check)")
@@ -163,6 +165,13 @@ def _config_overrides(pairs: list[str]) -> dict:
     return config
 
 
+def recipe_from_arguments(entry, args):
+    """The entry's recipe with what ``lectures train`` was given (options not given keep the recipe's value)."""
+    return entry.recipe.with_options(num_train_images=args.num_train_images, epochs=args.epochs,
+                                     steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
+                                     threads=args.threads, num_test_images=args.num_test_images)
+
+
 def _launch_distributed(args, argv: list[str] | None) -> int:
     """Re-run this command under torchrun with ``--nproc`` processes (one machine)."""
     rest = list(sys.argv[1:] if argv is None else argv)
@@ -192,9 +201,7 @@ def _train(args, argv: list[str] | None) -> int:
     try:
         config = _config_overrides(args.config)
         entry.build(**config)  # a wrong key or value fails here, before any data is rendered
-        recipe = entry.recipe.with_options(num_train_images=args.num_train_images, epochs=args.epochs,
-                                           batch_size=args.batch_size, lr=args.lr, threads=args.threads,
-                                           num_test_images=args.num_test_images)
+        recipe = recipe_from_arguments(entry, args)
     except (TypeError, ValueError) as err:
         print(f"lectures train: error: {err}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ class ModelEntry:
         model: "module:Class"; ``Class(**config)`` builds it, ``model.config()`` gives the config back.
         training_set: "module:callable" (split, size, seed, progress) -> a TrainingSet.
         evaluate: "module:callable" (model, num_test_images, progress) -> the record's test fields.
-        recipe: the training recipe (defaults of ``lectures train``).
+        recipe: the training recipe: the defaults of ``lectures train``, those of the shipped model's run.
         checkpoint: the shipped file's stem in ``lectures_code/checkpoints`` (``<checkpoint>.pt``).
         record: (results file stem, key) of its training record, e.g. ("lecture14_detectors", "fcos").
         task: "detection" (multi-object, COCO AP) or "single-object".
@@ -91,7 +91,7 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
         "lectures_code.detection.single_object:SingleObjectSet",
         "lectures_code.detection.single_object:evaluation_record",
         Recipe(num_train_images=5000, epochs=1, steps_per_epoch=2000, batch_size=32, lr=3e-3, max_grad_norm=None,
-               num_test_images=500),
+               threads=1, num_test_images=500),
         "single_object_digits", ("lecture13_detectors", "single_object"), task="single-object"),
     ModelEntry(
         "rcnn", 13, "R-CNN", "两阶段 · Selective Search",
@@ -99,7 +99,7 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
         "lectures_code.detection.rcnn:RCNN",
         "lectures_code.detection.rcnn:RegionSet",
         "lectures_code.detection.rcnn:evaluation_record",
-        Recipe(num_train_images=600, epochs=5, batch_size=128, lr=2e-3, max_grad_norm=None),
+        Recipe(num_train_images=600, epochs=5, batch_size=128, lr=2e-3, max_grad_norm=None, threads=1),
         "rcnn_digits", ("lecture13_detectors", "rcnn"), proposals="Selective Search"),
     ModelEntry(
         "fast-rcnn", 14, "Fast R-CNN", "两阶段 · Selective Search",
@@ -107,13 +107,13 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
         "lectures_code.detection.fast_rcnn:FastRCNN",
         "lectures_code.detection.fast_rcnn:ProposalCanvasSet",
         "lectures_code.detection.fast_rcnn:evaluation_record",
-        Recipe(num_train_images=3000, epochs=6, batch_size=8, lr=2e-3, threads=2),
+        Recipe(num_train_images=4000, epochs=5, batch_size=8, lr=2e-3, threads=1),
         "fast_rcnn_digits", ("lecture14_detectors", "fast_rcnn"), proposals="Selective Search"),
     ModelEntry(
         "faster-rcnn", 14, "Faster R-CNN", "两阶段 · RPN",
         "RPN（stride 8 上每格 15 个锚框 → 前 100 个候选框）→ RoI Align 7×7 → 分类 + 回归 → 按类 NMS",
         "lectures_code.detection.faster_rcnn:FasterRCNN", _DETECTOR_SET, _DETECTOR_RECORD,
-        Recipe(num_train_images=3000, epochs=4, batch_size=8, lr=2e-3, threads=2),
+        Recipe(num_train_images=4000, epochs=6, batch_size=8, lr=2e-3, threads=1),
         "faster_rcnn_digits", ("lecture14_detectors", "faster_rcnn"), proposals="RPN", cells="anchors"),
     ModelEntry(
         "faster-rcnn-fpn", 14, "Faster R-CNN + FPN", "两阶段 · RPN · FPN",

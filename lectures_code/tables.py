@@ -60,6 +60,31 @@ def measurement_box(paragraphs: list[str]) -> str:
     return collapsed("测量方法", paragraphs)
 
 
+OLD_TRAINING_COMMAND = re.compile(r"python -m lectures_code\.detection\.(\w+)(.*)")
+
+
+def training_command(record: dict) -> str:
+    """The command that reproduces a training record, as a reader types it today.
+
+    Records written before the shared training loop name their model's own module
+    (``python -m lectures_code.detection.fcos --epochs 14 ...``); the shared loop (``lectures train``) gives
+    bitwise the same weights for the same recipe, so such a record is shown as its ``lectures train`` command
+    (``--steps`` became ``--steps-per-epoch``, the single-object recipe having one epoch)."""
+    match = OLD_TRAINING_COMMAND.fullmatch(record["command"].strip())
+    if match is None:
+        return record["command"]
+    name, arguments = match.groups()
+    return f"lectures train {name.replace('_', '-')}" + arguments.replace("--steps ", "--steps-per-epoch ")
+
+
+def _setting(record: dict, key: str, *older_keys: str):
+    """A run setting: in the record's "settings" (records of ``lectures train``), or under an older key."""
+    for candidate in older_keys:
+        if candidate in record:
+            return record[candidate]
+    return record["settings"][key]
+
+
 def machine(cpu: str) -> str:
     """'x86_64' -> '一台 x86_64 CPU': what the machine was, in the reader's words."""
     return f"一台 {cpu} CPU"
@@ -82,16 +107,16 @@ def lecture13_single_object() -> str:
         ["IoU > 0.5 的比例", t["iou_above_0.5"]],
         ["类别正确且 IoU > 0.5", t["correct_and_iou_above_0.5"]],
         ["测试图像数", t["images"]],
-        ["训练用时（秒）", r["train_seconds (steps only)"]],
+        ["训练用时（秒）", r.get("train_seconds (steps only)", r.get("train_seconds"))],
         ["每张测试图用时（毫秒）", 1000 * r["seconds_per_test_image"]],
     ]
     return (markdown_table(["指标（测试集）", "值"], rows)
-            + f"\n多任务损失的权重 λ = {r['box_weight_lambda']:g}。\n"
+            + f"\n多任务损失的权重 λ = {_setting(r, 'box_weight', 'box_weight_lambda'):g}。\n"
             + measurement_box([
                 f"{machine(r['machine'])}，PyTorch {threads(r['cpu_threads'])}（{r['torch']}）；"
-                f"{r['train_images']} 张训练画布，{r['steps']} 步，batch {r['batch_size']}。"
+                f"{r['train_images']} 张训练画布，{r['steps']} 步，batch {_setting(r, 'batch_size', 'batch_size')}。"
                 "训练用时只计训练步，不含生成画布的时间。",
-                f"复现命令：`{r['command']}`",
+                f"复现命令：`{training_command(r)}`",
             ]))
 
 
@@ -106,9 +131,10 @@ def lecture13_rcnn() -> str:
     row = [t["AP"], t["AP50"], t["AP75"], t["AP_small"], t["AP_medium"], t["AR100"],
            r["train_seconds"], timing["total_without_cache"]]
     class_rows = [[name, v["AP"], v["AP50"]] for name, v in sorted(r["per_class_ap"].items())]
-    proposals = RCNN_PROPOSALS.fullmatch(s["proposals"])
+    proposal_setting = s.get("proposals", r.get("proposals"))
+    proposals = RCNN_PROPOSALS.fullmatch(proposal_setting)
     if proposals is None:
-        raise ValueError(f"unknown proposal setting {s['proposals']!r}: translate it in tables.py")
+        raise ValueError(f"unknown proposal setting {proposal_setting!r}: translate it in tables.py")
     strategy, limit = proposals.groups()
     return (
         markdown_table(header, [row])
@@ -121,7 +147,7 @@ def lecture13_rcnn() -> str:
             f"每个候选框缩放到 {s['crop_size']}×{s['crop_size']}（论文是 224×224，"
             f"在 CPU 上太慢）；候选框：Selective Search 的 “{strategy}” 策略，每张图最多 {limit} 个。",
             "“每图用时”是一张测试画布从图像到最终检测的全部时间（Selective Search 不用缓存）。",
-            f"复现命令：`{r['command']}`",
+            f"复现命令：`{training_command(r)}`",
         ])
     )
 
@@ -352,7 +378,7 @@ def lecture14_detectors() -> str:
         test_ms = f"{t['test_ms']:.1f}" if "test_ms" in t else "—"
         rows.append([name, kind, r["train_images"], r["train_seconds"], train_ms, test_ms, proposals,
                      r["test"]["AP50"], r["test"]["AP"]])
-        commands.append(f"- {name}：`{r['command']}`")
+        commands.append(f"- {name}：`{training_command(r)}`")
         test_images.add(r["test_images"])
         cpus.add(r["machine"])
         thread_counts.add(r["cpu_threads"])

@@ -157,3 +157,53 @@ def test_pages_do_not_render_the_cuda_results_or_english_benchmark_notes():
         for name in ("coco_eval", "selective_search", "detectors", "fpn_roi_levels", "torchvision_detectors"):
             assert f'benchmarks/results/{name}.md"' not in text
     assert "cuda" not in Path(tables.__file__).read_text(encoding="utf-8").lower()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The commands the tables show reproduce the recorded runs
+
+
+def _training_records():
+    from lectures_code import registry
+
+    for entry in registry.MODELS.values():
+        file_name, key = entry.record
+        yield entry, tables.load_result(file_name)[key]
+
+
+@pytest.mark.parametrize("entry, record", list(_training_records()), ids=lambda value: getattr(value, "name", ""))
+def test_the_shown_training_command_runs_the_recorded_recipe(entry, record):
+    from lectures_code.cli import build_parser, recipe_from_arguments
+
+    command = tables.training_command(record)
+    assert command.startswith(f"lectures train {entry.name}")
+    args = build_parser().parse_args(command.split()[1:])  # a command the CLI of today accepts
+    recipe = recipe_from_arguments(entry, args)
+    assert recipe.num_train_images == record["train_images"]
+    steps_per_epoch = recipe.steps_per_epoch or -(-recipe.num_train_images // recipe.batch_size)
+    if entry.name == "rcnn":  # R-CNN's epochs count its sampled minibatches of regions
+        assert recipe.epochs == record["epochs"]
+    else:
+        assert recipe.epochs * steps_per_epoch == record["steps"], (recipe, record["steps"])
+    settings = record.get("settings", {})
+    if "lr" in settings:
+        assert recipe.lr == settings["lr"] and recipe.batch_size == settings["batch_size"]
+
+
+def test_records_of_the_shared_loop_render_too(monkeypatch, tmp_path):
+    """A record that `lectures train` writes today (tiny runs) fills the Lecture 13 tables."""
+    from lectures_code import registry
+    from lectures_code.training.run import train_and_record
+
+    monkeypatch.setenv("LECTURES_CODE_HOME", str(tmp_path))
+    made = {}
+    for name, recipe in (("single-object", dict(num_train_images=8, steps_per_epoch=2, batch_size=4,
+                                                  num_test_images=4)),
+                         ("rcnn", dict(num_train_images=2, epochs=1, batch_size=32, num_test_images=2))):
+        entry = registry.get(name)
+        made[entry.record[1]] = train_and_record(entry, entry.recipe.with_options(**recipe), progress=False,
+                                                 command=f"lectures train {name}")
+    monkeypatch.setattr(tables, "load_result", lambda name: made)
+    single, rcnn = tables.lecture13_single_object(), tables.lecture13_rcnn()
+    assert "lectures train single-object" in single and "λ = 10" in single
+    assert "lectures train rcnn" in rcnn and "Selective Search 的 “fast” 策略" in rcnn

@@ -21,7 +21,7 @@ import torchvision
 from torchvision.models.detection import FCOS as TorchvisionFCOS
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 
-from lectures_code.detection import fcos
+from lectures_code.detection import backbones, fcos
 from lectures_code.detection.fast_rcnn import FastRCNN
 from lectures_code.detection.faster_rcnn import FasterRCNN
 from lectures_code.ops.roi_align import roi_align
@@ -70,7 +70,7 @@ def test_our_fcos_scale_ranges_are_half_the_papers():
 def test_a_64_px_digit_never_reaches_p5():
     model = fcos.FCOS()
     with torch.no_grad():
-        outputs = model(torch.zeros(1, 3, 128, 128))
+        outputs = model.head_outputs(torch.zeros(1, 3, 128, 128))
     sizes = outputs["num_points_per_level"]
     for box in ([32.0, 32.0, 96.0, 96.0], [0.0, 0.0, 64.0, 64.0], [60.0, 10.0, 124.0, 74.0]):
         matched, targets, _ = fcos.assign_targets(outputs, torch.tensor([box]))
@@ -88,7 +88,7 @@ def test_center_sampling_and_giou_are_torchvisions_choices():
 
 
 def test_fpn_smooths_each_level_with_a_3x3_convolution():
-    pyramid = fcos.FeaturePyramid((8, 12, 16), out_channels=6)
+    pyramid = backbones.FeaturePyramid((8, 12, 16), out_channels=6)
     assert [tuple(conv.kernel_size) for conv in pyramid.lateral] == [(1, 1)] * 3
     assert [tuple(conv.kernel_size) for conv in pyramid.smooth] == [(3, 3)] * 3
     reference = torchvision.ops.FeaturePyramidNetwork([8, 12, 16], 6)
