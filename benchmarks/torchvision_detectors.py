@@ -6,7 +6,7 @@ step-time fields of the models it ran and keeps the rest).
 
 torchvision's ``FasterRCNN`` / ``FCOS`` / ``RetinaNet`` get OUR backbone (and, for the one-stage models, our
 feature pyramid, wrapped to return an OrderedDict of levels), our anchors (torchvision's ``AnchorGenerator``
-with our sizes and ratios), and every setting of the shipped records in docs/data/lecture14_detectors.json:
+with our sizes and ratios), and every setting of the shipped records in lectures_code/results/lecture14_detectors.json:
 sampling sizes, pre/post-NMS top-n, IoU thresholds, box-coder weights, RoI Align 7x7 with sampling ratio 2
 (``MultiScaleRoIAlign`` on the single level), center-sampling radius, score threshold, top-k, NMS. Their
 ``GeneralizedRCNNTransform`` does not resize (min_size = max_size = 128, ``_skip_resize`` in training; the
@@ -543,13 +543,6 @@ def main(argv: list[str] | None = None) -> dict:
     report.setdefault("models", {})
     skipped = {}
     for key in args.models:
-        if key == "retinanet" and not ((ROOT / "lectures_code/detection/retinanet.py").is_file()
-                                       and "retinanet" in records):
-            message = "lectures_code/detection/retinanet.py or its record in docs/data/lecture14_detectors.json " \
-                      "does not exist yet"
-            print(f"RetinaNet: skipped, {message}", flush=True)
-            skipped["retinanet"] = message
-            continue
         pair = {"faster_rcnn": faster_rcnn_pair, "fcos": fcos_pair, "retinanet": retinanet_pair}[key]()
         recipe, seed = recipe_of(pair, records[key])
         print(f"== {TITLES[key]}: recipe {recipe}, seed {seed}", flush=True)

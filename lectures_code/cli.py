@@ -221,10 +221,12 @@ def _train(args, argv: list[str] | None) -> int:
 def _evaluate(args) -> int:
     import json
 
+    from lectures_code.checkpoints import find_checkpoint
     from lectures_code.registry import get, load_pretrained
 
     entry = get(args.model)
     try:
+        print(f"{entry.title}: {find_checkpoint(entry.checkpoint, args.checkpoint_dir)}", flush=True)
         model = load_pretrained(entry.name, args.checkpoint_dir)  # hash-checked, weights_only=True
     except (FileNotFoundError, RuntimeError) as err:
         print(f"lectures evaluate: error: {err}", file=sys.stderr)
@@ -258,6 +260,46 @@ def _list() -> int:
     return 0
 
 
+def _missing_extra(modules: tuple[str, ...]) -> str | None:
+    """The first of ``modules`` that cannot be imported (None if all can)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
+def _build_site(args) -> int:
+    from lectures_code.checkpoints import in_source_checkout
+
+    if not in_source_checkout():
+        print("lectures site build: error: the notes' sources (docs/, mkdocs.yml) are only in a source checkout: "
+              "git clone the project and run `make serve` there", file=sys.stderr)
+        return 2
+    missing = _missing_extra(("mkdocs", "material", "mkdocs_jupyter"))
+    if missing:
+        print(f"lectures site build: error: {missing} is missing: install the 'site' extra "
+              "(pip install 'lectures-code[site]', or `make setup` in a checkout)", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "mkdocs", "build"] + ([] if args.no_strict else ["--strict"])
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
+def _serve(args) -> int:
+    missing = _missing_extra(("gradio", "fastapi", "uvicorn"))
+    if missing:
+        print(f"lectures serve: error: the demos need the 'site' extra ({missing} is missing): "
+              "pip install 'lectures-code[site]'", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from lectures_code.demos.server import serve
+
+    return serve(host=args.host, port=args.port, site_dir=args.site_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
@@ -269,13 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "site":
-        cmd = [sys.executable, "-m", "mkdocs", "build"] + ([] if args.no_strict else ["--strict"])
-        return subprocess.call(cmd, cwd=REPO_ROOT)
+        return _build_site(args)
     if args.command == "serve":
-        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        from lectures_code.demos.server import serve
-
-        return serve(host=args.host, port=args.port, site_dir=args.site_dir)
+        return _serve(args)
     return 2
 
 

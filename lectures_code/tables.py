@@ -1,7 +1,7 @@
 """Markdown tables of recorded results, by name; docs/hooks/tables.py puts them in pages.
 
 A page holds ``<!-- table:NAME -->``; ``TABLES[NAME]()`` returns the Markdown that replaces it. The numbers
-come from the JSON files that the training commands (docs/data/*.json) and the benchmark scripts
+come from the JSON files that the training commands (lectures_code/results/*.json) and the benchmark scripts
 (benchmarks/results/*.json) write: the JSON is the one source of truth, no number is typed here. Each
 table is written for the Chinese notes: the table and one sentence stay in the text, and how the number
 was measured (machine, threads, command, repeats) goes into a collapsed ``??? note "测量方法"`` box.
@@ -17,17 +17,16 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+from lectures_code import results
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "docs" / "data"
 BENCHMARK_DIR = ROOT / "benchmarks" / "results"
 BENCHMARK_DETECTORS = BENCHMARK_DIR / "detectors.json"
 
 
 def load_result(name: str) -> dict:
-    path = DATA_DIR / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the command recorded in the docs to produce it")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A training record file of lectures_code/results (package data)."""
+    return results.read(name)
 
 
 def load_benchmark(name: str) -> dict:

@@ -1,7 +1,7 @@
 """MkDocs hook: replace `<!-- table:NAME -->` in a page with a Markdown table built from recorded results.
 
 `lectures_code.tables.TABLES` maps NAME to a function returning the table's Markdown, read from the
-JSON files that the training/evaluation commands write (docs/data/*.json): the JSON is the one source
+JSON files that the training/evaluation commands write (lectures_code/results/*.json): the JSON is the one source
 of truth, the page never holds a hand-copied number.
 """
 

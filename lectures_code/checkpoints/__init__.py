@@ -94,6 +94,20 @@ def save_checkpoint(state_dict: dict, metadata: dict, path: str | os.PathLike) -
     return digest
 
 
+def find_checkpoint(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """The file ``<name>.pt`` that :func:`load_checkpoint` would load: in ``directory``, or the first of
+    :func:`search_dirs` that has it (the user's folder first, then the shipped weights)."""
+    file_name = name if name.endswith(".pt") else f"{name}.pt"
+    candidates = [Path(directory)] if directory is not None else search_dirs()
+    for folder in candidates:
+        if (folder / file_name).is_file():
+            return folder / file_name
+    raise FileNotFoundError(
+        f"checkpoint {file_name} not found in {', '.join(str(c) for c in candidates)}; "
+        "train it with `lectures train MODEL --ship` (`lectures list` names the models)"
+    )
+
+
 def load_checkpoint(name: str, directory: str | os.PathLike | None = None) -> tuple[dict, dict]:
     """Verify and load ``<name>.pt``: returns (state_dict, metadata) on the CPU.
 
@@ -103,16 +117,8 @@ def load_checkpoint(name: str, directory: str | os.PathLike | None = None) -> tu
         FileNotFoundError: the file does not exist (with a hint on how to make it).
         CheckpointError: the file is not listed in SHA256SUMS or its SHA-256 differs.
     """
-    file_name = name if name.endswith(".pt") else f"{name}.pt"
-    candidates = [Path(directory)] if directory is not None else search_dirs()
-    found = [folder for folder in candidates if (folder / file_name).is_file()]
-    if not found:
-        raise FileNotFoundError(
-            f"checkpoint {file_name} not found in {', '.join(str(c) for c in candidates)}; "
-            "train it with `lectures train MODEL --ship` (`lectures list` names the models)"
-        )
-    directory = found[0]
-    path = directory / file_name
+    path = find_checkpoint(name, directory)
+    directory, file_name = path.parent, path.name
     expected = read_sums(directory).get(file_name)
     if expected is None:
         raise CheckpointError(f"{file_name} is not listed in {directory / SUMS_FILE}: refusing to load it")

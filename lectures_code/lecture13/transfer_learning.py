@@ -25,8 +25,8 @@ The three regimes of the lecture:
 
 Every run trains through the shared loop (``lectures_code.training.fit``): :class:`TransferClassifier`
 gives it the regime's loss, parameter groups and module modes, with Adam at a constant learning rate.
-Run ``python -m lectures_code.lecture13.transfer_learning --out docs/data/lecture13_transfer.json``
-to redo the comparison stored in that file; :func:`figure_transfer_learning` plots it.
+Run ``python -m lectures_code.lecture13.transfer_learning`` to redo the comparison stored in
+``lectures_code/results/lecture13_transfer.json``; :func:`figure_transfer_learning` plots it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lectures_code import results
 from lectures_code.data.training_set import TensorTrainingSet
 from lectures_code.device import get_device
 from lectures_code.models.efficientnet_lite import (
@@ -60,8 +61,7 @@ NUM_CLASSES = 10
 POOL_SEED = 13          # fixes the test / training-pool split of the digits, whatever the run's seed
 TEST_PER_CLASS = 100
 POOL_PER_CLASS = 500
-RESULTS_PATH = Path(__file__).resolve().parents[2] / "docs" / "data" / "lecture13_transfer.json"
-DEFAULT_COMMAND = "python -m lectures_code.lecture13.transfer_learning --out docs/data/lecture13_transfer.json"
+RESULTS_PATH = results.package_path("lecture13_transfer")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def run_comparison(
     progress: bool = True,
     regimes: tuple[str, ...] = REGIMES,
 ) -> dict:
-    """Every regime at every shot count; returns the JSON-ready dict stored in docs/data."""
+    """Every regime at every shot count; returns the JSON-ready dict stored in lectures_code/results."""
     started = time.perf_counter()
     device = get_device(device)
     results: dict[str, dict[str, dict]] = {regime: {} for regime in regimes}
@@ -458,7 +458,7 @@ def figure_transfer_learning(path: str | Path = RESULTS_PATH) -> bytes:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH, help="JSON file to write")
+    parser.add_argument("--out", type=Path, default=results.write_path("lecture13_transfer"), help="JSON file to write")
     parser.add_argument("--shots", type=int, nargs="+", default=[10, 50, 200], help="training digits per class")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--steps", type=int, default=192, help="optimizer steps of fine-tuning / scratch")
