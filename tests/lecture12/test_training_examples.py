@@ -10,7 +10,7 @@ import torch
 from lectures_code.examples import EXAMPLES
 from lectures_code.lecture12.autograd_two_layer import train_autograd
 from lectures_code.lecture12.common import make_regression_data
-from lectures_code.lecture12.custom_modules import ParallelBlock, TwoLayerNet, build_parallel_model
+from lectures_code.lecture12.custom_modules import ParallelBlock, TwoLayerNet, build_parallel_model, train_custom_module
 from lectures_code.lecture12.sigmoid_function import Sigmoid, sigmoid, sigmoid_python
 from lectures_code.lecture12.tensors_manual_backprop import manual_gradients, train_manual_backprop
 
@@ -77,6 +77,24 @@ def test_each_example_reduces_its_loss(name, seed, device):
     assert len(result.losses) == example.steps
     assert all(math.isfinite(v) for v in result.losses)
     assert result.reduction > MIN_REDUCTION[name], f"{name}: only {result.reduction:.3g}x"
+
+
+@pytest.fixture
+def one_thread():
+    """Small matrices: one thread is as fast and does not wait for a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_slides_sgd_learning_rate_barely_moves_the_mse(seed, one_thread):
+    """The page: TwoLayerNet + SGD(lr=1e-4) lowers the MSE by only 5-6 % in 500 steps; lr=1e-1 learns."""
+    slides = train_custom_module(optimizer_name="sgd", learning_rate=1e-4, steps=500, seed=seed, device="cpu")
+    assert 0.04 < 1 - slides.losses[-1] / slides.losses[0] < 0.07
+    larger = train_custom_module(optimizer_name="sgd", learning_rate=1e-1, steps=500, seed=seed, device="cpu")
+    assert larger.reduction > 1e6
 
 
 def test_progress_callback_sees_every_step():
