@@ -20,8 +20,9 @@ def export_two_layer_net(model: TwoLayerNet, x: torch.Tensor) -> ExportedProgram
     # --8<-- [start:export]
     exported = torch.export.export(
         model.eval(),
-        (x,),                                       # example input, x [N, D_in]
-        dynamic_shapes={"x": {0: Dim("batch")}},    # dimension 0 may vary; the rest is fixed
+        (x,),                                     # example input, x [N, D_in]
+        # Dimension 0 (the batch) may vary; every other size is fixed.
+        dynamic_shapes={"x": {0: Dim("batch")}},
     )
     # --8<-- [end:export]
     return exported
@@ -30,18 +31,19 @@ def export_two_layer_net(model: TwoLayerNet, x: torch.Tensor) -> ExportedProgram
 def save_and_reload(exported: ExportedProgram, path: str | Path) -> torch.nn.Module:
     """Write the program to a .pt2 file, read it back, and return a module that runs it."""
     # --8<-- [start:export_save_load]
-    torch.export.save(exported, path)          # graph + weights in one file (.pt2)
-    loaded = torch.export.load(path)           # no TwoLayerNet class needed to load it
-    runnable = loaded.module()                 # an nn.Module that runs the graph
+    torch.export.save(exported, path)   # graph + weights in one .pt2 file
+    loaded = torch.export.load(path)    # no TwoLayerNet class needed
+    runnable = loaded.module()          # an nn.Module that runs the graph
     # --8<-- [end:export_save_load]
     return runnable
 
 
 # --8<-- [start:python_branch]
 class PythonBranch(torch.nn.Module):
-    """The lecture's branch on a tensor value: runs eagerly, but export cannot decide it ahead of time."""
+    """The lecture's branch on a tensor value: fine eagerly, not exportable."""
 
-    def forward(self, h, w2a, w2b, prev_loss):       # h [N, H], w2a/w2b [H, D_out], prev_loss [] (0-d)
+    # h [N, H], w2a and w2b [H, D_out], prev_loss a 0-d tensor
+    def forward(self, h, w2a, w2b, prev_loss):
         w2 = w2a if prev_loss < 5.0 else w2b
         return h.mm(w2)
 # --8<-- [end:python_branch]
@@ -49,13 +51,13 @@ class PythonBranch(torch.nn.Module):
 
 # --8<-- [start:cond_branch]
 class CondBranch(torch.nn.Module):
-    """The same branch written with torch.cond: both branches become subgraphs of the exported graph."""
+    """The same branch with torch.cond: both branches become subgraphs."""
 
     def forward(self, h, w2a, w2b, prev_loss):
         return torch.cond(
-            prev_loss < 5.0,                       # a 0-d bool tensor, decided when the graph runs
-            lambda h, w2a, w2b: h.mm(w2a),         # true branch
-            lambda h, w2a, w2b: h.mm(w2b),         # false branch
+            prev_loss < 5.0,                 # 0-d bool tensor, read at run time
+            lambda h, w2a, w2b: h.mm(w2a),   # true branch
+            lambda h, w2a, w2b: h.mm(w2b),   # false branch
             (h, w2a, w2b),
         )
 # --8<-- [end:cond_branch]

@@ -24,7 +24,8 @@ def traced_model(x, y, w1, w2a, w2b, example_prev_loss: float) -> torch.jit.Scri
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         # --8<-- [start:jit_trace]
-        traced = torch.jit.trace(model, (x, y, w1, w2a, w2b, torch.tensor(example_prev_loss)))
+        example = (x, y, w1, w2a, w2b, torch.tensor(example_prev_loss))
+        traced = torch.jit.trace(model, example)
         # --8<-- [end:jit_trace]
     return traced
 
@@ -32,11 +33,13 @@ def traced_model(x, y, w1, w2a, w2b, example_prev_loss: float) -> torch.jit.Scri
 def trace_versus_script(x, y, w1, w2a, w2b) -> dict[str, torch.Tensor]:
     """The loss at prev_loss = 100 (the w2b branch) from eager, script, and a trace made at prev_loss = 1."""
     # --8<-- [start:trace_vs_script]
-    scripted = scripted_model()                                  # keeps the if: an If node in the graph
-    traced = traced_model(x, y, w1, w2a, w2b, example_prev_loss=1.0)  # ran once with 1.0 < 5: took w2a
+    scripted = scripted_model()       # the if is a node of the graph
+    # Traced with prev_loss = 1.0 < 5: that one run took the w2a branch.
+    traced = traced_model(x, y, w1, w2a, w2b, example_prev_loss=1.0)
+    # Now prev_loss = 100 >= 5, so the right answer uses w2b.
     return {
-        "eager": model(x, y, w1, w2a, w2b, 100.0),                    # 100 >= 5: uses w2b
-        "script": scripted(x, y, w1, w2a, w2b, 100.0),                # uses w2b, like eager
-        "trace": traced(x, y, w1, w2a, w2b, torch.tensor(100.0)),     # still w2a: the branch was frozen
+        "eager": model(x, y, w1, w2a, w2b, 100.0),            # w2b
+        "script": scripted(x, y, w1, w2a, w2b, 100.0),        # w2b
+        "trace": traced(x, y, w1, w2a, w2b, torch.tensor(100.0)),  # w2a!
     }
     # --8<-- [end:trace_vs_script]

@@ -19,12 +19,12 @@ def save_and_load_state_dict(model: TwoLayerNet, path: str | Path) -> TwoLayerNe
     """Round trip through a state_dict file into a freshly built model of the same shape."""
     D_in, H, D_out = model.linear1.in_features, model.linear1.out_features, model.linear2.out_features
     # --8<-- [start:state_dict]
-    torch.save(model.state_dict(), path)            # {"linear1.weight": tensor, ...}
+    torch.save(model.state_dict(), path)         # {"linear1.weight": ...}
 
-    fresh = TwoLayerNet(D_in, H, D_out)             # your code builds the model ...
-    state = torch.load(path, weights_only=True)     # ... the file only supplies the tensors
-    fresh.load_state_dict(state)                    # names and shapes must match (strict=True)
-    fresh.eval()                                    # Dropout/BatchNorm in test mode before predicting
+    fresh = TwoLayerNet(D_in, H, D_out)          # our code builds the model,
+    state = torch.load(path, weights_only=True)  # the file gives tensors
+    fresh.load_state_dict(state)                 # names, shapes must match
+    fresh.eval()                                 # Dropout/BatchNorm: test mode
     # --8<-- [end:state_dict]
     return fresh
 
@@ -32,14 +32,20 @@ def save_and_load_state_dict(model: TwoLayerNet, path: str | Path) -> TwoLayerNe
 def save_checkpoint(model, optimizer, step: int, path: str | Path) -> None:
     """Everything needed to resume training: weights, optimizer state (Adam's moments) and the step."""
     # --8<-- [start:checkpoint_save]
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
+    checkpoint = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),   # e.g. Adam's moment estimates
+        "step": step,
+    }
+    torch.save(checkpoint, path)
     # --8<-- [end:checkpoint_save]
 
 
 def load_checkpoint(model, optimizer, path: str | Path) -> int:
     """Restore model and optimizer in place; return the step to continue from."""
     # --8<-- [start:checkpoint_load]
-    checkpoint = torch.load(path, weights_only=True)   # dicts, tensors and numbers are allowed
+    # dicts, tensors and numbers: all allowed by weights_only=True
+    checkpoint = torch.load(path, weights_only=True)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     step = checkpoint["step"]
@@ -50,13 +56,15 @@ def load_checkpoint(model, optimizer, path: str | Path) -> int:
 def save_whole_module(model: torch.nn.Module, path: str | Path) -> None:
     """The discouraged way: pickle the module object itself."""
     # --8<-- [start:whole_module_save]
-    torch.save(model, path)          # pickles the object; its class is stored only as an import path
+    # Pickles the object; its class is stored only as an import path.
+    torch.save(model, path)
     # --8<-- [end:whole_module_save]
 
 
 def load_whole_module(path: str | Path) -> torch.nn.Module:
     """Load a pickled module: needs weights_only=False (full unpickling) and the class importable."""
     # --8<-- [start:whole_module_load]
-    model = torch.load(path, weights_only=False)     # may run any code in the file: trusted files only
+    # Full unpickling may run any code in the file: trusted files only.
+    model = torch.load(path, weights_only=False)
     # --8<-- [end:whole_module_load]
     return model

@@ -22,7 +22,7 @@ from lectures_code.lecture12.common import Timer, TrainResult, check_hyperparame
 
 # --8<-- [start:model_with_branch]
 def model(x, y, w1, w2a, w2b, prev_loss: float):
-    """The graph depends on a Python value: which second-layer weight is used changes per step."""
+    """The graph depends on a Python value: w2 can change from step to step."""
     w2 = w2a if prev_loss < 5.0 else w2b
     y_pred = x.mm(w1).clamp(min=0).mm(w2)
     loss = (y_pred - y).pow(2).sum()
@@ -112,7 +112,7 @@ def train_static_graph(
         for _ in range(steps):
             loss = loss_fn(x, y, w1, w2a, w2b, prev_loss)
             loss.backward()
-            # Only the weight the branch used received a gradient: that tells which branch ran.
+            # Only the weight the branch used got a gradient: it tells the branch.
             result.branches.append("w2a" if w2a.grad is not None else "w2b")
             with torch.no_grad():
                 for w in (w1, w2a, w2b):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -44,6 +47,24 @@ def test_save_and_load_round_trip(net_and_program, tmp_path):
     x = torch.randn(7, 20)
     with torch.no_grad():
         torch.testing.assert_close(runnable(x), net(x), rtol=0, atol=0)
+
+
+def test_a_saved_program_loads_without_the_model_code(net_and_program, tmp_path):
+    """A fresh Python process in which `lectures_code` cannot be imported still loads and runs the file."""
+    net, exported = net_and_program
+    torch.export.save(exported, tmp_path / "net.pt2")
+    x = torch.randn(4, 20)
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import sys; sys.modules['lectures_code'] = None\n"    # any import of our package now fails
+        "import torch\n"
+        "program = torch.export.load(sys.argv[1] + '/net.pt2')\n"
+        "x = torch.load(sys.argv[1] + '/x.pt', weights_only=True)\n"
+        "torch.save(program.module()(x), sys.argv[1] + '/out.pt')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=300, cwd=tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "out.pt", weights_only=True), net(x), rtol=0, atol=0)
 
 
 def _branch_inputs(prev_loss):

@@ -97,6 +97,17 @@ def test_the_slides_sgd_learning_rate_barely_moves_the_mse(seed, one_thread):
     assert larger.reduction > 1e6
 
 
+def test_zero_grad_sets_gradients_to_none():
+    """PyTorch 2.x: optimizer.zero_grad() and model.zero_grad() default to set_to_none=True."""
+    model = TwoLayerNet(10, 5, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for clear in (optimizer.zero_grad, model.zero_grad):
+        model(torch.randn(4, 10)).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+        clear()
+        assert all(p.grad is None for p in model.parameters())
+
+
 def test_progress_callback_sees_every_step():
     seen = []
     EXAMPLES["autograd"].run(steps=7, learning_rate=1e-6, device="cpu", seed=0,
