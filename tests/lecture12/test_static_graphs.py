@@ -69,6 +69,10 @@ def test_with_w2a_the_static_graph_model_starts_like_the_autograd_example():
 def test_torch_compile_equals_eager():
     compiled = torch.tensor(train_static_graph("compile", steps=12).losses)
     torch.testing.assert_close(compiled, _eager_reference(12), rtol=1e-5, atol=0)
+    # Where the loss crosses 5, the compiled function switches branch like eager does.
+    switching, eager = train_static_graph("compile", **SMALL), train_static_graph("eager", **SMALL)
+    assert switching.branches == eager.branches
+    torch.testing.assert_close(torch.tensor(switching.losses), torch.tensor(eager.losses), rtol=1e-5, atol=0)
 
 
 def test_torch_compile_captures_two_graphs_in_fifty_steps(monkeypatch):
