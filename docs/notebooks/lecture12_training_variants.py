@@ -69,6 +69,14 @@ for name in ["tensors", "autograd", "jit-script", "sequential", "adam", "two-lay
           f"loss {results[name].losses[0]:10.4g} -> {results[name].losses[-1]:10.4g}  "
           f"{time.perf_counter() - start:5.2f} s")
 
+# %% [markdown]
+# `jit-script` 的损失函数里有一个分支：上一步的损失小于 5 时用 `w2a`，否则用 `w2b`。训练循环从梯度看出每一步实际走了哪一支（没被用到的那个权重拿不到梯度），统计如下：
+
+# %%
+static = results["jit-script"]
+print("每一步用到的第二层权重:", {name: static.branches.count(name) for name in sorted(set(static.branches))})
+print(f"损失的最小值: {min(static.losses):.4g}")
+
 # %%
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -82,7 +90,7 @@ plt.show()
 # 观察：
 #
 # - `tensors`（手写梯度）和 `autograd` 的曲线完全重合：同样的数据、初始权重和更新规则；
-# - `jit-script` 的损失函数里有分支，它按上一步的损失在两个 $W_2$ 之间切换，所以曲线形状不同；
+# - `jit-script` 的曲线与 `autograd` 不同，原因不是分支切换：上面的统计显示损失一直远大于 5，每一步走的都是 `w2b`。它的 `w1`、`w2a` 与 `autograd` 例子的 $W_1$、$W_2$ 是同一组随机数，`w2b` 则是另一组随机数，所以第二层从不同的初始权重出发，曲线也就不同；
 # - 在均方误差下，Adam（$10^{-4}$）比手动 SGD（$10^{-2}$）下降得快得多。
 #
 # DataLoader 例子按 epoch 记录损失（每个 epoch 8 个小批量），单独画：

@@ -10,7 +10,7 @@ import torch
 from lectures_code.examples import EXAMPLES
 from lectures_code.lecture12.autograd_two_layer import train_autograd
 from lectures_code.lecture12.common import make_regression_data
-from lectures_code.lecture12.custom_modules import ParallelBlock, TwoLayerNet, build_parallel_model
+from lectures_code.lecture12.custom_modules import ParallelBlock, TwoLayerNet, build_parallel_model, train_custom_module
 from lectures_code.lecture12.sigmoid_function import Sigmoid, sigmoid, sigmoid_python
 from lectures_code.lecture12.tensors_manual_backprop import manual_gradients, train_manual_backprop
 
@@ -77,6 +77,35 @@ def test_each_example_reduces_its_loss(name, seed, device):
     assert len(result.losses) == example.steps
     assert all(math.isfinite(v) for v in result.losses)
     assert result.reduction > MIN_REDUCTION[name], f"{name}: only {result.reduction:.3g}x"
+
+
+@pytest.fixture
+def one_thread():
+    """Small matrices: one thread is as fast and does not wait for a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_slides_sgd_learning_rate_barely_moves_the_mse(seed, one_thread):
+    """The page: TwoLayerNet + SGD(lr=1e-4) lowers the MSE by only 5-6 % in 500 steps; lr=1e-1 learns."""
+    slides = train_custom_module(optimizer_name="sgd", learning_rate=1e-4, steps=500, seed=seed, device="cpu")
+    assert 0.04 < 1 - slides.losses[-1] / slides.losses[0] < 0.07
+    larger = train_custom_module(optimizer_name="sgd", learning_rate=1e-1, steps=500, seed=seed, device="cpu")
+    assert larger.reduction > 1e6
+
+
+def test_zero_grad_sets_gradients_to_none():
+    """PyTorch 2.x: optimizer.zero_grad() and model.zero_grad() default to set_to_none=True."""
+    model = TwoLayerNet(10, 5, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for clear in (optimizer.zero_grad, model.zero_grad):
+        model(torch.randn(4, 10)).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+        clear()
+        assert all(p.grad is None for p in model.parameters())
 
 
 def test_progress_callback_sees_every_step():
