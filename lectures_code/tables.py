@@ -517,7 +517,31 @@ def lecture14_torchvision() -> str:
     ])
 
 
+def cuda_status() -> str:
+    """What has been checked on a CUDA machine (``lectures_code/cuda_checks.py``) and with which outcome."""
+    from lectures_code.cuda_checks import CHECKS, report
+
+    done = report()
+    rows = []
+    for check in CHECKS:
+        outcome = (done or {}).get("checks", {}).get(check.id)
+        if outcome is None:
+            rows.append([check.description, "尚未在 GPU 上运行"])
+        elif outcome["status"] == "passed":
+            rows.append([check.description, f"通过（{outcome['summary']}）"])
+        else:
+            rows.append([check.description, f"**未通过**（{outcome['summary']}）"])
+    text = markdown_table(["检查", "结果"], rows)
+    if done is None:
+        return text + ("\n以上各项目前都还没有在 GPU 上验证：CPU 上的测试全部通过，"
+                       "但 CUDA 路径上的正确性与速度要等一次 GPU 运行。\n")
+    env = done["environment"]
+    return text + measurement_box([
+        f"{env['gpu']}，PyTorch {env['torch']}，torchvision {env['torchvision']}；命令：`{done['command']}`。"])
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "cuda-status": cuda_status,
     "lecture13-transfer": lecture13_transfer,
     "lecture13-single-object": lecture13_single_object,
     "lecture13-selective-search": lecture13_selective_search,

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lectures_code"
 # Top-level parts of lectures_code by layer; a part may import its own layer and the layers below, except
 # that the foundation (layer 0) is finer: each of its parts may import only what FOUNDATION allows.
 LAYERS = [
-    {"__init__", "device", "progress", "ops", "metrics", "data", "checkpoints", "plotting", "results"},
+    {"__init__", "device", "progress", "ops", "metrics", "data", "checkpoints", "plotting", "results", "cuda_checks"},
     {"models", "detection"},  # model families (segmentation, rnn, attention, vision_transformers to come)
     {"training"},
     {"registry", "examples", "lecture12", "lecture13", "lecture14"},  # lecture code may train with the loop
@@ -34,6 +34,7 @@ FOUNDATION = {
     "checkpoints": set(),
     "plotting": set(),
     "results": {"checkpoints"},
+    "cuda_checks": set(),
 }
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

@@ -222,3 +222,21 @@ def test_shipped_model_gives_its_recorded_ap(name, shipped_models):
     recorded = results.read(file_name)[key][f"test_first_{SUBSET}"]
     ap, ap50 = _first_40(name, shipped_models[name])[:2]
     assert abs(ap - recorded["AP"]) <= 0.01 and abs(ap50 - recorded["AP50"]) <= 0.01, (ap, ap50, recorded)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", MODELS)
+def test_mixed_precision_training_steps_on_cuda(name, tmp_path):
+    """On CUDA the loop trains under float16 autocast with a GradScaler: the losses stay finite, the weights
+    move, and the model still predicts in float32."""
+    options = QUICK[name] | {"epochs": 2} if name != "single-object" else QUICK[name] | {"steps_per_epoch": 4}
+    model, history = registry.train(name, device="cuda", checkpoint_path=tmp_path / "run.pt", **options)
+    assert all(math.isfinite(v) for v in history["total"]) and history["device"].startswith("cuda")
+    state = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert "_scale" in state["scaler"] and state["scaler"]["_scale"] > 0  # the scaler was enabled and saved
+    assert next(model.parameters()).dtype == torch.float32 and next(model.parameters()).is_cuda
+    if registry.get(name).task == "detection":
+        image = DigitCanvases("test", size=1, seed=0)[0][0][None].cuda()
+        result = model.predict(image, score_threshold=0.0)[0]
+        assert result["boxes"].dtype == torch.float32 and torch.isfinite(result["boxes"]).all()
