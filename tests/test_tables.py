@@ -156,7 +156,24 @@ def test_pages_do_not_render_the_cuda_results_or_english_benchmark_notes():
         assert "_cuda.md" not in text
         for name in ("coco_eval", "selective_search", "detectors", "fpn_roi_levels", "torchvision_detectors"):
             assert f'benchmarks/results/{name}.md"' not in text
-    assert "cuda" not in Path(tables.__file__).read_text(encoding="utf-8").lower()
+    source = Path(tables.__file__).read_text(encoding="utf-8")
+    assert "_cuda.json" not in source and "_cuda.md" not in source  # GPU results come from cuda_report.json only
+
+
+def test_cuda_status_lists_every_check_as_unverified_until_a_gpu_run_reports(monkeypatch):
+    from lectures_code import cuda_checks
+
+    monkeypatch.setattr(cuda_checks, "report", lambda: None)
+    text = tables.cuda_status()
+    assert text.count("尚未在 GPU 上运行") == len(cuda_checks.CHECKS)
+    report = {"command": "python benchmarks/cuda_check.py", "environment": {"gpu": "GPU", "torch": "2.11",
+                                                                           "torchvision": "0.26"},
+              "checks": {"ops": {"status": "passed", "summary": "40 passed"},
+                         "training": {"status": "failed", "summary": "1 failed, 6 passed"}}}
+    monkeypatch.setattr(cuda_checks, "report", lambda: report)
+    text = tables.cuda_status()
+    assert "通过（40 passed）" in text and "**未通过**（1 failed, 6 passed）" in text
+    assert text.count("尚未在 GPU 上运行") == len(cuda_checks.CHECKS) - 2 and "测量方法" in text
 
 
 # ----------------------------------------------------------------------------------------------------------
