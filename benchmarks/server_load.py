@@ -6,7 +6,9 @@ moment from its own thread, the way a class of students opening the demos at onc
 
 1. mixed: N requests (default 60) spread round-robin over every public endpoint of every demo, each with
    the inputs a reader sees first (MIXED_CASES);
-2. detector: 40 requests to the Lecture 14 detector demo on test canvases (the first shipped detector).
+2. detector: 40 requests to the Lecture 14 detector demo on test canvases (the first shipped detector);
+   with --baseline DIR (a checkout of an earlier version, e.g. `git worktree add /tmp/before <commit>`), the
+   same burst alternately against both servers, both started here and warm, for --rounds rounds.
 
 A request is the Gradio HTTP API as a browser-less client uses it: POST /demos/<name>/gradio_api/call/<api>
 with the inputs, then read the event stream until "complete" (success) or "error". Latency = both steps.
@@ -14,7 +16,7 @@ Records, per scenario: errors, wall time, p50/p95 latency per demo and overall, 
 answered afterwards. Writes benchmarks/results/server_load.{json,md}.
 The helpers (`call`, `run_at_once`, `MIXED_CASES`, `summarize`) are also the suite's load test.
 
-Run: python benchmarks/server_load.py [--url http://127.0.0.1:8000] [--requests 60]
+Run: python benchmarks/server_load.py [--url http://127.0.0.1:8000] [--requests 60] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -153,15 +155,15 @@ def healthy(base: str) -> bool:
 
 
 @contextlib.contextmanager
-def local_server(log_path: Path):
-    """`python -m lectures_code serve` on a free port of 127.0.0.1 (no site): yields its base URL."""
+def local_server(log_path: Path, tree: Path = REPO_ROOT):
+    """`python -m lectures_code serve` from ``tree`` on a free port of 127.0.0.1 (no site): yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "LECTURES_DEVICE": "cpu"}
     with open(log_path, "w") as log, tempfile.TemporaryDirectory() as empty_site:
         proc = subprocess.Popen([sys.executable, "-m", "lectures_code", "serve", "--port", str(port),
-                                 "--site-dir", empty_site], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+                                 "--site-dir", empty_site], cwd=tree, env=env, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.time() + 180
@@ -187,6 +189,28 @@ def scenario(base: str, name: str, cases: list) -> dict:
     return summary
 
 
+def compare(ours: str, baseline: str, cases: list, rounds: int) -> dict:
+    """The same burst alternately against both servers (who goes first alternates too): medians and ratio."""
+    for base in (ours, baseline):
+        run_at_once(base, cases)  # warm-up
+    p50 = {"ours": [], "baseline": []}
+    wall = {"ours": [], "baseline": []}
+    for round_ in range(rounds):
+        for name in ("ours", "baseline") if round_ % 2 == 0 else ("baseline", "ours"):
+            results, seconds = run_at_once(ours if name == "ours" else baseline, cases)
+            summary = summarize(results, seconds)
+            if summary["overall"]["errors"]:
+                raise RuntimeError(f"{name}: {summary['first_failures']}")
+            p50[name].append(summary["overall"]["p50_s"])
+            wall[name].append(seconds)
+    medians = {f"{name}_{what}_s": round(statistics.median(values[name]), 3)
+               for what, values in (("p50", p50), ("wall", wall)) for name in values}
+    print(json.dumps(medians))
+    return {"rounds": rounds, "concurrent_requests": len(cases), **medians,
+            "p50_ratio": round(medians["ours_p50_s"] / medians["baseline_p50_s"], 3),
+            "wall_ratio": round(medians["ours_wall_s"] / medians["baseline_wall_s"], 3)}
+
+
 def write_results(payload: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "server_load.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
@@ -201,6 +225,12 @@ def write_results(payload: dict) -> None:
         lines += [f"| {demo} | {s['requests']} | {s['errors']} | {s['p50_s']:.2f} | {s['p95_s']:.2f} | "
                   f"{s['max_s']:.2f} |" for demo, s in rows]
         lines.append("")
+    if payload.get("comparison"):
+        c = payload["comparison"]
+        lines += [f"与基线（{payload['baseline']}）交替测量 {c['rounds']} 轮，"
+                  f"每轮各 {c['concurrent_requests']} 个并发的检测器请求：p50 中位数 {c['ours_p50_s']:.2f} s "
+                  f"对 {c['baseline_p50_s']:.2f} s（比值 {c['p50_ratio']:.2f}），全部完成用时中位数 "
+                  f"{c['ours_wall_s']:.1f} s 对 {c['baseline_wall_s']:.1f} s（比值 {c['wall_ratio']:.2f}）。", ""]
     lines += [
         '??? note "测量方法"',
         "",
@@ -213,7 +243,8 @@ def write_results(payload: dict) -> None:
         "p50 / p95 为线性插值的百分位数。",
         "",
         f"    机器：{payload['machine']}，{payload['cpu_count']} 个 CPU 核，Python {payload['python']}，"
-        f"gradio {payload['gradio']}，torch {payload['torch']}；测量时间 {payload['date']}。",
+        f"gradio {payload['gradio']}，torch {payload['torch']}；测量开始时系统 1 分钟平均负载 "
+        f"{payload['load_average']:.1f}；测量时间 {payload['date']}。",
         "",
     ]
     (RESULTS / "server_load.md").write_text("\n".join(lines))
@@ -224,6 +255,8 @@ def main() -> None:
     parser.add_argument("--url", help="a running server (default: start one on a free port)")
     parser.add_argument("--requests", type=int, default=60, help="concurrent requests in the mixed scenario")
     parser.add_argument("--detector-requests", type=int, default=40)
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier version to compare with")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds against the baseline")
     args = parser.parse_args()
 
     import gradio
@@ -231,13 +264,26 @@ def main() -> None:
 
     mixed = [MIXED_CASES[i % len(MIXED_CASES)] for i in range(args.requests)]
     detector = [detector_case(i) for i in range(args.detector_requests)]
+    load_average = os.getloadavg()[0]
+    logs = Path(tempfile.gettempdir())
     with contextlib.ExitStack() as stack:
-        base = args.url or stack.enter_context(local_server(Path(tempfile.gettempdir()) / "server_load.log"))
+        base = args.url or stack.enter_context(local_server(logs / "server_load.log"))
         scenarios = [scenario(base, "mixed", mixed), scenario(base, "detector", detector)]
+        comparison = None
+        if args.baseline:
+            baseline = stack.enter_context(local_server(logs / "server_load_baseline.log", args.baseline))
+            comparison = compare(base, baseline, detector, args.rounds)
     payload = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                "python": platform.python_version(), "gradio": gradio.__version__, "torch": torch.__version__,
-               "date": time.strftime("%Y-%m-%d"), "scenarios": scenarios}
+               "date": time.strftime("%Y-%m-%d"), "load_average": round(load_average, 2), "scenarios": scenarios,
+               "baseline": _describe(args.baseline) if args.baseline else None, "comparison": comparison}
     write_results(payload)
+
+
+def _describe(tree: Path) -> str:
+    """The baseline checkout as a commit: "cd89a86 ruff: import order after the move"."""
+    found = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return found.stdout.strip() or str(tree)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The handler returns (matplotlib Figure or None, Markdown message). Uploads are checked before they are
 decoded (file size, image header, pixel count), converted to RGB (grey, palette and RGBA images too) and
-downscaled to at most MAX_SIDE pixels on the long side, so one request stays within a few seconds.
+downscaled to at most MAX_SIDE pixels on the long side, so one request stays within a few seconds; the
+uploaded file is deleted once read (``read_upload``), the two detector demos read their uploads the same way.
 Proposals are xyxy boxes in pixels of the (downscaled) image.
 """
 
@@ -51,7 +52,7 @@ BUNDLED = {
 
 def _upload_path(upload) -> str | None:
     """The path of the one uploaded file, None when nothing was uploaded, or BadInput."""
-    if upload is None or upload == "":
+    if upload is None or (isinstance(upload, str) and upload == ""):
         return None
     if isinstance(upload, (list, tuple)):
         if len(upload) != 1:
