@@ -19,7 +19,7 @@ MAX_STEPS = 2000
 def train(variant: str, learning_rate, steps, seed):
     """Returns (figure or None, markdown summary). Bad input gives a message and no figure."""
     try:
-        if variant not in VARIANTS:
+        if not isinstance(variant, str) or variant not in VARIANTS:
             raise BadInput(f"未知的训练方式 {variant!r}，可选：{', '.join(VARIANTS)}")
         learning_rate = positive_float(learning_rate, "学习率", maximum=10.0)
         steps = int_in_range(steps, "步数", 1, MAX_STEPS)
@@ -44,6 +44,11 @@ def train(variant: str, learning_rate, steps, seed):
     return figure, "\n".join(lines)
 
 
+def default_learning_rate(name):
+    """The variant's own learning rate when the dropdown changes; anything else leaves the field as it is."""
+    return EXAMPLES[name].learning_rate if isinstance(name, str) and name in VARIANTS else gr.update()
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Lecture 12 · 训练方式对比", analytics_enabled=False) as demo:
         gr.Markdown("## Lecture 12 · 同一个两层网络，不同的写法\n选择一种写法、学习率和步数，点击“训练”。")
@@ -56,10 +61,9 @@ def build_demo() -> gr.Blocks:
         button = gr.Button("训练 (train)", variant="primary", elem_id="train")
         summary = gr.Markdown(elem_id="summary")
         plot = gr.Plot(label="损失曲线 (loss curve)", elem_id="loss-plot")
-
-        def default_lr(name):
-            return EXAMPLES[name].learning_rate if name in EXAMPLES else gr.update()
-
-        variant.change(default_lr, variant, learning_rate)
-        button.click(train, [variant, learning_rate, steps, seed], [plot, summary], api_name="train")
+        # A run is up to a minute at 2000 steps on one CPU core: two at once, the rest wait in the queue.
+        button.click(train, [variant, learning_rate, steps, seed], [plot, summary], api_name="train",
+                     concurrency_limit=2)
+        variant.change(default_learning_rate, variant, learning_rate, api_name="default_learning_rate",
+                       concurrency_limit=4)
     return demo

@@ -263,9 +263,13 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     iou_value = gr.Markdown(elem_id="iou-value")
                     iou_plot = gr.Plot(label="两个框", elem_id="iou-plot")
+            # One API endpoint per handler; the other events run the same function with the same inputs and
+            # share its concurrency limit (each handler takes a fraction of a second: two at once).
+            demo.load(iou_playground, sliders, [iou_plot, iou_value], api_name="iou_playground",
+                      concurrency_id="iou", concurrency_limit=2)
             for slider in sliders:
-                slider.change(iou_playground, sliders, [iou_plot, iou_value])
-            demo.load(iou_playground, sliders, [iou_plot, iou_value])
+                slider.change(iou_playground, sliders, [iou_plot, iou_value], api_visibility="private",
+                              concurrency_id="iou", concurrency_limit=2)
 
         with gr.Tab("NMS", elem_id="tab-nms"):
             with gr.Row():
@@ -279,9 +283,11 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     nms_plot = gr.Plot(label="NMS", elem_id="nms-plot")
             nms_inputs = [nms_seed, nms_threshold, nms_step]
+            demo.load(nms_playground, nms_inputs, [nms_plot, nms_info], api_name="nms_playground",
+                      concurrency_id="nms", concurrency_limit=2)
             for control in nms_inputs:
-                control.change(nms_playground, nms_inputs, [nms_plot, nms_info])
-            demo.load(nms_playground, nms_inputs, [nms_plot, nms_info])
+                control.change(nms_playground, nms_inputs, [nms_plot, nms_info], api_visibility="private",
+                               concurrency_id="nms", concurrency_limit=2)
 
         with gr.Tab("mAP", elem_id="tab-map"):
             with gr.Row():
@@ -296,7 +302,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     map_plot = gr.Plot(label="PR 曲线", elem_id="map-plot")
             map_inputs = [map_seed, map_iou, map_score, map_jitter]
+            demo.load(map_playground, map_inputs, [map_plot, map_value], api_name="map_playground",
+                      concurrency_id="map", concurrency_limit=2)
             for control in map_inputs:
-                control.change(map_playground, map_inputs, [map_plot, map_value])
-            demo.load(map_playground, map_inputs, [map_plot, map_value])
+                control.change(map_playground, map_inputs, [map_plot, map_value], api_visibility="private",
+                               concurrency_id="map", concurrency_limit=2)
     return demo

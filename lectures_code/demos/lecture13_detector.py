@@ -20,8 +20,8 @@ import torch
 from matplotlib.figure import Figure
 
 from lectures_code.data.digit_canvases import DigitCanvases
-from lectures_code.demos.common import BadInput, int_in_range
-from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
+from lectures_code.demos.common import BadInput, image_file, int_in_range
+from lectures_code.demos.lecture13_selective_search import read_upload
 from lectures_code.detection.rcnn import detect, proposals_for
 from lectures_code.detection.single_object import predict_single_object
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
@@ -58,11 +58,11 @@ def _number_in_range(value, name: str, low: float, high: float) -> float:
 
 def load_image(source: str, index, upload) -> tuple[torch.Tensor, str, dict | None, int | None]:
     """-> (float image [3, 128, 128] in [0, 1], description, ground truth or None, test index or None)."""
-    path = _upload_path(upload) if source == "upload" else None
     if source == "upload":
-        if path is None:
+        uploaded = read_upload(upload)  # checked before decoding; the file is removed once read
+        if uploaded is None:
             raise BadInput("请先上传一张图片（PNG 或 JPEG），或改选“测试画布”")
-        image, (width, height) = load_upload(path)
+        image, (width, height) = uploaded
         image = image.resize((CANVAS, CANVAS), resample=3)  # bicubic; the detectors only know 128x128
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
         return pixels, f"上传的图片（{width}×{height}，缩放到 {CANVAS}×{CANVAS}）", None, None
@@ -92,7 +92,7 @@ def run_detector(source, index, upload, detector, score_threshold, nms_threshold
     """(image source "canvas"/"upload", canvas index, uploaded file, detector name, score threshold,
     NMS IoU threshold, how many proposals to draw) -> (Figure or None, Markdown, table rows)."""
     try:
-        if detector not in DETECTORS:
+        if not isinstance(detector, str) or detector not in DETECTORS:
             raise BadInput(f"未知的检测器 {detector!r}，可选：{', '.join(DETECTORS)}")
         score_threshold = _number_in_range(score_threshold, "分数阈值", 0.0, 1.0)
         nms_threshold = _number_in_range(nms_threshold, "NMS IoU 阈值", 0.0, 1.0)
@@ -157,8 +157,8 @@ def build_demo() -> gr.Blocks:
                                   label="图片来源", elem_id="det-source")
                 index = gr.Slider(0, NUM_TEST_CANVASES - 1, value=0, step=1, label="测试画布编号",
                                   elem_id="det-index")
-                upload = gr.File(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
-                                 elem_id="det-upload")
+                upload = image_file(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
+                                    elem_id="det-upload")
                 detector = gr.Radio(list(DETECTORS), value="R-CNN", label="检测器", elem_id="det-model")
                 score = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="分数阈值 (score threshold)",
                                   elem_id="det-score")
@@ -171,8 +171,10 @@ def build_demo() -> gr.Blocks:
                 plot = gr.Plot(label="检测结果", elem_id="det-plot")
                 table = gr.Dataframe(headers=TABLE_HEADERS, label="检测列表", interactive=False, elem_id="det-table")
         inputs = [source, index, upload, detector, score, nms_iou, proposals]
-        button.click(run_detector, inputs, [plot, info, table], api_name="detect")
+        # A canvas takes ~0.1 s, an upload's Selective Search ~0.1 s more: two at once, all events sharing it.
+        events = dict(concurrency_id="detect", concurrency_limit=2)
+        button.click(run_detector, inputs, [plot, info, table], api_name="detect", **events)
         for slider in (index, score, nms_iou, proposals):
-            slider.release(run_detector, inputs, [plot, info, table])
-        detector.change(run_detector, inputs, [plot, info, table])
+            slider.release(run_detector, inputs, [plot, info, table], api_visibility="private", **events)
+        detector.change(run_detector, inputs, [plot, info, table], api_visibility="private", **events)
     return demo

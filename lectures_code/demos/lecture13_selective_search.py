@@ -2,7 +2,8 @@
 
 The handler returns (matplotlib Figure or None, Markdown message). Uploads are checked before they are
 decoded (file size, image header, pixel count), converted to RGB (grey, palette and RGBA images too) and
-downscaled to at most MAX_SIDE pixels on the long side, so one request stays within a few seconds.
+downscaled to at most MAX_SIDE pixels on the long side, so one request stays within a few seconds; the
+uploaded file is deleted once read (``read_upload``), the two detector demos read their uploads the same way.
 Proposals are xyxy boxes in pixels of the (downscaled) image.
 """
 
@@ -11,14 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 
 import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lectures_code.demos.common import BadInput, int_in_range
+from lectures_code.demos.common import MAX_UPLOAD_BYTES, UPLOADS, BadInput, image_file, int_in_range, open_image_header
 from lectures_code.detection.selective_search import selective_search
 from lectures_code.figures.lecture13 import digit_canvas
 from lectures_code.plotting import PALETTE, draw_boxes, show_image, to_rgb_uint8
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SIDE = 500  # long side after downscaling: "fast" takes about 1-3 s at this size on one CPU core
 MIN_SIDE = 8
-MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_FILE_BYTES = MAX_UPLOAD_BYTES
 MAX_PIXELS = 40_000_000  # refused from the header alone, before any pixel is decoded
 MAX_PROPOSALS = 2000
 STRATEGIES = ("single", "fast")  # "quality" runs 80 hierarchies: minutes, not seconds
@@ -51,7 +51,8 @@ BUNDLED = {
 
 
 def _upload_path(upload) -> str | None:
-    if upload is None or upload == "":
+    """The path of the one uploaded file, None when nothing was uploaded, or BadInput."""
+    if upload is None or (isinstance(upload, str) and upload == ""):
         return None
     if isinstance(upload, (list, tuple)):
         if len(upload) != 1:
@@ -59,41 +60,34 @@ def _upload_path(upload) -> str | None:
         upload = upload[0]
     path = upload if isinstance(upload, (str, os.PathLike)) else getattr(upload, "path", None) or getattr(
         upload, "name", None)
-    if path is None:
-        raise BadInput("无法识别上传的文件")
+    if not isinstance(path, (str, os.PathLike)):
+        raise BadInput(f"无法识别上传的文件（收到 {type(upload).__name__}）")
     return os.fspath(path)
 
 
-def load_upload(path: str) -> tuple[Image.Image, tuple[int, int]]:
-    """Open an uploaded image safely: (RGB PIL image, its (width, height) in the file), or BadInput.
+def read_upload(upload) -> tuple[Image.Image, tuple[int, int]] | None:
+    """The uploaded image as :func:`load_upload` gives it, None when nothing was uploaded, or BadInput.
 
-    A JPEG may come back already reduced (decoded at 1/2, 1/4 or 1/8 scale, never below MAX_SIDE).
+    A file in Gradio's upload folder is decoded once and then deleted; the result is kept for the next
+    events with the same upload (``common.UPLOADS``).
     """
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        raise BadInput("找不到上传的文件，请重新上传") from None
-    if size == 0:
-        raise BadInput("上传的文件是空的（0 字节）")
-    if size > MAX_FILE_BYTES:
-        raise BadInput(f"文件太大（{size / 2**20:.1f} MB），上限 {MAX_FILE_BYTES // 2**20} MB")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
-            image = Image.open(path)  # reads the header only
-    except Image.DecompressionBombError:
-        raise BadInput(f"图片尺寸过大（超过 {MAX_PIXELS:,} 像素），请先缩小") from None
-    except Exception:
-        raise BadInput("无法识别为图片：请上传 PNG、JPEG、BMP、GIF 或 WebP 文件") from None
+    path = _upload_path(upload)
+    return None if path is None else UPLOADS.read(path, load_upload)
+
+
+def load_upload(path: str) -> tuple[Image.Image, tuple[int, int]]:
+    """Open an uploaded image safely: (RGB PIL image, long side at most MAX_SIDE, its (width, height) in the
+    file), or BadInput. Size, format and pixel count are checked from the file and its header before any
+    pixel is decoded; a JPEG is decoded at a reduced size directly (1/2, 1/4 or 1/8, never below MAX_SIDE).
+    """
+    image = open_image_header(path, MAX_FILE_BYTES, MAX_PIXELS)
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise BadInput(f"图片尺寸过大（{width}×{height}，超过 {MAX_PIXELS:,} 像素），请先缩小")
     if min(width, height) < MIN_SIDE:
         raise BadInput(f"图片太小（{width}×{height}），每边至少 {MIN_SIDE} 像素")
     try:
         image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced size directly
         image.load()
-        return _to_rgb(image), (width, height)
+        return downscale(_to_rgb(image)), (width, height)
     except Exception:
         raise BadInput("图片文件已损坏或不完整，无法解码") from None
 
@@ -124,14 +118,14 @@ def downscale(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
 def propose(choice, upload, strategy, count):
     """(bundled image name, uploaded file or None, strategy, proposals to show) -> (Figure, Markdown)."""
     try:
-        if strategy not in STRATEGIES:
+        if not isinstance(strategy, str) or strategy not in STRATEGIES:
             raise BadInput(f"未知的策略 {strategy!r}，可选：{', '.join(STRATEGIES)}")
         count = int_in_range(count, "显示的候选框数", 1, MAX_PROPOSALS)
-        path = _upload_path(upload)
-        if path is not None:
-            (image, original), source = load_upload(path), "上传的图片"
+        uploaded = read_upload(upload)
+        if uploaded is not None:
+            (image, original), source = uploaded, "上传的图片"
         else:
-            if choice not in BUNDLED:
+            if not isinstance(choice, str) or choice not in BUNDLED:
                 raise BadInput(f"未知的图片 {choice!r}，可选：{', '.join(BUNDLED)}")
             image, source = Image.fromarray(BUNDLED[choice]()), choice
             original = image.size
@@ -170,8 +164,8 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 choice = gr.Radio(list(BUNDLED), value="猫 (chelsea)", label="内置图片", elem_id="ss-image-choice")
-                upload = gr.File(label="或上传图片（优先使用上传的）", type="filepath", file_count="single",
-                                 elem_id="ss-upload")
+                upload = image_file(label="或上传图片（优先使用上传的）", type="filepath", file_count="single",
+                                    elem_id="ss-upload")
                 strategy = gr.Radio(list(STRATEGIES), value="fast",
                                     label="策略 (single: 1 个层次；fast: 8 个层次)", elem_id="ss-strategy")
                 count = gr.Slider(1, MAX_PROPOSALS, value=50, step=1, label="显示的候选框数", elem_id="ss-count")
@@ -180,6 +174,10 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=2):
                 plot = gr.Plot(label="候选框", elem_id="ss-plot")
         inputs = [choice, upload, strategy, count]
-        button.click(propose, inputs, [plot, info], api_name="propose")
-        demo.load(propose, inputs, [plot, info])
+        # 1-3 s of CPU each: two at once, so one slow upload leaves a slot for everyone else; more would only
+        # share the same cores. The page load runs the same handler, so it shares the limit.
+        button.click(propose, inputs, [plot, info], api_name="propose", concurrency_id="propose",
+                     concurrency_limit=2)
+        demo.load(propose, inputs, [plot, info], api_visibility="private", concurrency_id="propose",
+                  concurrency_limit=2)
     return demo

@@ -34,8 +34,8 @@ from PIL import Image
 
 from lectures_code import checkpoints, registry
 from lectures_code.data.digit_canvases import DigitCanvases
-from lectures_code.demos.common import BadInput, int_in_range
-from lectures_code.demos.lecture13_selective_search import _upload_path, load_upload
+from lectures_code.demos.common import BadInput, checked_sketchpad, image_file, int_in_range
+from lectures_code.demos.lecture13_selective_search import read_upload
 from lectures_code.detection.anchors import AnchorLevel
 from lectures_code.detection.rcnn import proposals_for
 from lectures_code.ops.boxes import box_iou
@@ -163,6 +163,8 @@ def sketch_to_image(sketch) -> tuple[torch.Tensor, str]:
     Light background (dark strokes) is inverted to light strokes on dark; a non-square drawing is padded
     with the background to a square before it is resized.
     """
+    if isinstance(sketch, BadInput):  # the Sketchpad refused the image before decoding it
+        raise sketch
     if isinstance(sketch, dict):
         sketch = sketch.get("composite")
     if sketch is None:
@@ -205,10 +207,10 @@ def load_image(source, sketch, index, upload) -> tuple[torch.Tensor, str, dict |
         image, description = sketch_to_image(sketch)
         return image, description, None, None
     if source == "upload":
-        path = _upload_path(upload)
-        if path is None:
+        uploaded = read_upload(upload)  # RGB, checked before decoding; the file is removed once read
+        if uploaded is None:
             raise BadInput("请先上传一张图片（PNG 或 JPEG），或改选“测试画布”或“手绘”")
-        picture, (width, height) = load_upload(path)  # RGB, checked before decoding
+        picture, (width, height) = uploaded
         picture = picture.resize((CANVAS, CANVAS), resample=Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
         grey = pixels.mean(0)
@@ -233,7 +235,7 @@ def run_detector(source, sketch, index, upload, detector, score_threshold, nms_t
     name, score threshold, NMS IoU threshold, max detections, show proposals?, how many, show anchors /
     points?, feature level, cell position x, y in pixels) -> (Figure or None, Markdown, table rows)."""
     try:
-        if detector not in DETECTORS:
+        if not isinstance(detector, str) or detector not in DETECTORS:
             raise BadInput(f"未知的检测器 {detector!r}，可选：{', '.join(DETECTORS)}")
         score_threshold = _threshold(score_threshold, "分数阈值 (score threshold)")
         nms_threshold = _threshold(nms_threshold, "NMS IoU 阈值 (NMS IoU threshold)")
@@ -386,7 +388,7 @@ def _figure(image, result, proposals, target, cell_drawing) -> Figure:
 
 def _control_updates(detector):
     """Visibility and labels of the proposal / anchor controls for one detector."""
-    spec = DETECTORS.get(detector)
+    spec = DETECTORS.get(detector) if isinstance(detector, str) else None
     proposals = spec.proposals if spec is not None else ""
     cells = spec.cells if spec is not None else ""
     proposal_label = (f"显示 {proposals} 候选框 (show {'RPN ' if proposals == 'RPN' else ''}proposals, top N)"
@@ -410,14 +412,14 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=1):
                 source = gr.Radio([("手绘 (sketch)", "sketch"), ("测试画布", "canvas"), ("上传图片", "upload")],
                                   value="canvas", label="图片来源", elem_id="det14-source")
-                sketch = gr.Sketchpad(type="numpy", image_mode="RGB", canvas_size=(384, 384), fixed_canvas=True,
-                                      brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed"),
-                                      label="手写数字（写大一些：每个数字占画板高度的 1/6 到 1/2）",
-                                      elem_id="det14-sketch")
+                sketch = checked_sketchpad(type="numpy", image_mode="RGB", canvas_size=(384, 384), fixed_canvas=True,
+                                           brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed"),
+                                           label="手写数字（写大一些：每个数字占画板高度的 1/6 到 1/2）",
+                                           elem_id="det14-sketch", max_pixels=MAX_SIDE * MAX_SIDE)
                 index = gr.Slider(0, NUM_TEST_CANVASES - 1, value=0, step=1, label="测试画布编号",
                                   elem_id="det14-index")
-                upload = gr.File(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
-                                 elem_id="det14-upload")
+                upload = image_file(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
+                                    elem_id="det14-upload")
             with gr.Column(scale=1):
                 detector = gr.Radio(names, value=names[0], label="检测器 (detector)", elem_id="det14-model")
                 score = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="分数阈值 (score threshold)",
@@ -449,12 +451,14 @@ def build_demo() -> gr.Blocks:
         inputs = [source, sketch, index, upload, detector, score, nms_iou, max_det, show_proposals, num_proposals,
                   show_cells, level, cell_x, cell_y]
         outputs = [plot, info, table]
-        button.click(run_detector, inputs, outputs, api_name="detect")
+        # One API endpoint per handler; every other event runs the same handler and shares its limit. A detector
+        # run is 0.1-0.5 s on a CPU: two at once (two cores); more would only split the same cores.
+        events = dict(concurrency_id="detect", concurrency_limit=2, api_visibility="private")
+        button.click(run_detector, inputs, outputs, api_name="detect", concurrency_id="detect", concurrency_limit=2)
         for slider in (index, score, nms_iou, max_det, num_proposals, level, cell_x, cell_y):
-            slider.release(run_detector, inputs, outputs)
+            slider.release(run_detector, inputs, outputs, **events)
         for toggle in (show_proposals, show_cells, source):
-            toggle.input(run_detector, inputs, outputs)
-        detector.change(_control_updates, detector,
-                        [show_proposals, num_proposals, show_cells, level, cell_x, cell_y]).then(
-            run_detector, inputs, outputs)
+            toggle.input(run_detector, inputs, outputs, **events)
+        detector.change(_control_updates, detector, [show_proposals, num_proposals, show_cells, level, cell_x, cell_y],
+                        api_name="control_updates", concurrency_limit=4).then(run_detector, inputs, outputs, **events)
     return demo

@@ -117,8 +117,11 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=3):
                 plot = gr.Plot(label="RoI Pool vs RoI Align", elem_id="roi-plot")
         inputs = [*sliders, scale, size, sampling, aligned]
+        # One API endpoint; the controls' events run the same handler (well under a second) and share its limit.
+        demo.load(roi_playground, inputs, [plot, info], api_name="roi_playground", concurrency_id="roi",
+                  concurrency_limit=2)
         for control in inputs:
-            control.change(roi_playground, inputs, [plot, info])
-        demo.load(roi_playground, inputs, [plot, info])
+            control.change(roi_playground, inputs, [plot, info], api_visibility="private", concurrency_id="roi",
+                           concurrency_limit=2)
     return demo
 

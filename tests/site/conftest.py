@@ -38,10 +38,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(built_site) -> str:
+def upload_dir(tmp_path_factory) -> Path:
+    """The server's own Gradio upload folder (GRADIO_TEMP_DIR): tests count the files left in it."""
+    return tmp_path_factory.mktemp("gradio-uploads")
+
+
+@pytest.fixture(scope="session")
+def server(built_site, upload_dir) -> str:
     """The real server process (`lectures serve`), on a free port of 127.0.0.1. Yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "LECTURES_DEVICE": "cpu"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "LECTURES_DEVICE": "cpu",
+           "GRADIO_TEMP_DIR": str(upload_dir)}
     log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "lectures_code", "serve", "--port", str(port),
                              "--site-dir", str(built_site)], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
