@@ -19,26 +19,25 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from lectures_code import registry
 from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.demos.common import BadInput, image_file, int_in_range
 from lectures_code.demos.lecture13_selective_search import read_upload
-from lectures_code.detection.rcnn import detect, proposals_for
-from lectures_code.detection.single_object import predict_single_object
+from lectures_code.detection.rcnn import proposals_for
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
-from lectures_code.registry import load_pretrained
 
 logger = logging.getLogger(__name__)
 
 CANVAS = 128
 NUM_TEST_CANVASES = 200  # the slider picks one of the first 200 test canvases
-DETECTORS = {"R-CNN": "rcnn_digits", "单目标检测器 (single-object)": "single_object_digits"}
+DETECTORS = {entry.title: entry for entry in registry.MODELS.values() if entry.lecture == 13}  # name -> entry
 MAX_SHOWN_PROPOSALS = 300
 TABLE_HEADERS = ["#", "数字 (digit)", "分数 (score)", "x1", "y1", "x2", "y2"]
 
 
 @lru_cache(maxsize=len(DETECTORS))
 def _model(name: str):
-    return load_pretrained(name)  # hash-checked once, then kept
+    return registry.load_pretrained(name)  # hash-checked once, then kept
 
 
 @lru_cache(maxsize=1)
@@ -111,20 +110,23 @@ def run_detector(source, index, upload, detector, score_threshold, nms_threshold
 
 
 def _run(image, description, target, test_index, detector, score_threshold, nms_threshold, show_proposals):
-    model = _model(DETECTORS[detector])
+    entry = DETECTORS[detector]
+    model = _model(entry.name)
+    two_stage = entry.proposals == "Selective Search"
     start = time.perf_counter()
     proposals = None
-    if detector == "R-CNN" or show_proposals > 0:
+    if two_stage or show_proposals > 0:
         # test canvases read their proposals from the cache; an upload runs selective search now
         proposals = proposals_for(image, "test", test_index) if test_index is not None else proposals_for(image)
     search_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    if detector == "R-CNN":
-        result = detect(model, image, proposals, score_threshold=score_threshold, nms_threshold=nms_threshold)
-    else:
-        single = predict_single_object(model, image[None])
-        keep = single["scores"] >= score_threshold
-        result = {key: value[keep] for key, value in single.items()}
+    if two_stage:  # the inference API with the reader's thresholds
+        found = model.predict(image[None], [proposals], score_threshold=score_threshold,
+                              nms_threshold=nms_threshold)[0]
+    else:  # one box per image: the score threshold only decides whether it is shown
+        found = model.predict(image[None])[0]
+        found = {key: value[found["scores"] >= score_threshold] for key, value in found.items()}
+    result = {key: found[key] for key in ("boxes", "scores", "labels")}
     model_seconds = time.perf_counter() - start
     result["boxes"] = result["boxes"].clamp(0, CANVAS)
     shown = proposals[:show_proposals] if proposals is not None and show_proposals > 0 else None
@@ -134,9 +136,10 @@ def _run(image, description, target, test_index, detector, score_threshold, nms_
     lines = [f"**{detector}** · {description}",
              f"- 检测到 **{len(rows)}** 个数字（分数 ≥ {score_threshold:g}）；白色虚线是真实框" if target is not None
              else f"- 检测到 **{len(rows)}** 个数字（分数 ≥ {score_threshold:g}）"]
-    if detector == "R-CNN":
+    if two_stage:
         lines.append(f"- {len(proposals)} 个 selective-search 候选框（{search_seconds * 1000:.0f} ms）→ "
-                     f"裁剪缩放到 32×32 → CNN 打分 + 回归 → 按类 NMS（IoU > {nms_threshold:g} 的被抑制），"
+                     f"裁剪缩放到 {model.crop_size}×{model.crop_size} → CNN 打分 + 回归 → "
+                     f"按类 NMS（IoU > {nms_threshold:g} 的被抑制），"
                      f"{model_seconds * 1000:.0f} ms")
     else:
         lines.append("- 单目标检测器总是只输出一个框（分类 + 框回归），所以 NMS 阈值对它不起作用；"
