@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: setup build serve test lint bench clean
+.PHONY: setup build serve test lint bench constraints clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -38,6 +38,12 @@ lint: setup
 
 bench: setup
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+# Pin the whole tested set: run after changing pyproject.toml's dependencies, once the tests pass.
+constraints: setup
+	{ echo "# Every package of the tested environment (Python 3.11, x86_64), written by \`make constraints\`"; \
+	  echo "# from the venv that passed \`make test\`; the Makefile installs with -c constraints.txt."; \
+	  $(PY) -m pip list --format=freeze --exclude-editable 2>/dev/null | grep -v -i '^lectures-code=='; } > constraints.txt
 
 clean:
 	rm -rf site .pytest_cache .ruff_cache test-artifacts
