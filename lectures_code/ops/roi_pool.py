@@ -173,10 +173,12 @@ class BinMax(torch.autograd.Function):
         top_left = (image * h + row_lo) * w + col_lo  # [B], flat index of each bin's first cell
         with_argmax = ctx.needs_input_grad[0]
         no_cell = n * h * w  # the argmax of a bin without gradient: a padding row, dropped in backward
+        # Cell indices are kept as floats (exact below 2**24), which saves conversions in the loop below.
+        index_dtype = torch.float32 if no_cell < 2**24 else torch.float64
 
         # Bins sorted by size: best[s] (and first[s], the cell it came from) belong to bin order[s].
         best = input.new_empty(len(bins), c)  # [B, C]
-        first = torch.empty(len(bins), c, dtype=torch.int64, device=input.device) if with_argmax else None
+        first = torch.empty(len(bins), c, dtype=index_dtype, device=input.device) if with_argmax else None
         order, start = [], 0
         for (bin_h, bin_w), group in groups_by_key(torch.stack([row_hi - row_lo, col_hi - col_lo], 1)):
             bin_h, bin_w = int(bin_h), int(bin_w)
@@ -192,20 +194,23 @@ class BinMax(torch.autograd.Function):
             size = bin_h * bin_w
             steps_y, steps_x = (torch.arange(steps, device=input.device) for steps in (bin_h, bin_w))
             offsets = (steps_y[:, None] * w + steps_x).view(-1)  # [size]
-            countdown = torch.arange(size, 0, -1, device=input.device)[:, None]  # [size, 1]: size - position
-            group_cells = top_left.index_select(0, group)[:, None] + offsets  # [bins, size] flat cell indices
+            last = int(offsets[-1])
+            countdown = (last + 1 - offsets).to(index_dtype)[:, None]  # [size, 1], largest for the first cell
+            group_top_left = top_left.index_select(0, group)  # [bins]
+            group_cells = (group_top_left[:, None] + offsets).view(-1)  # [bins * size], bin after bin
+            past_last = (group_top_left + last + 1).to(index_dtype)[:, None]  # [bins, 1]: first = past_last - countdown
             for part in row_blocks(len(group), size * c, input.device):
                 rows = slice(start + part.start, start + part.stop)
-                cell_index = group_cells[part]  # [b, size]
-                values = cells.index_select(0, cell_index.view(-1)).view(-1, size, c)  # [b, size, C]
+                values = cells.index_select(0, group_cells[part.start * size : part.stop * size])
+                values = values.view(-1, size, c)  # [b, size, C]
                 torch.amax(values, dim=1, out=best[rows])  # [b, C]
                 if with_argmax:
-                    # The first cell (row-major) that reaches the max has the largest countdown among them.
-                    # (Tensor.max(dim) would give it too, but always splits over threads.)
-                    position = size - ((values == best[rows, None]) * countdown).amax(dim=1)  # [b, C]
-                    torch.gather(cell_index, 1, position, out=first[rows])  # [b, C], flat cell index
-                    if float(best[rows].min()) <= -FLT_MAX:
-                        first[rows].masked_fill_(best[rows] <= -FLT_MAX, no_cell)
+                    # The first cell (row-major: the smallest offset) that reaches the max has the largest
+                    # countdown. (Tensor.max(dim) would give it too, but always splits over threads; a float
+                    # 0/1 mask is several times faster than a bool one.)
+                    reaches = torch.eq(values, best[rows, None], out=torch.empty_like(values, dtype=index_dtype))
+                    countdown_of_first = reaches.mul_(countdown).amax(dim=1).clamp_(min=1)  # (1: a NaN max)
+                    torch.sub(past_last[part], countdown_of_first, out=first[rows])  # [b, C], flat cell index
             start = end
         order = torch.cat(order)
         rank = torch.argsort(order)  # rank[b]: where bin b is in best
@@ -217,21 +222,26 @@ class BinMax(torch.autograd.Function):
             box_bins = best.index_select(0, rank[boxes.start * per_box : boxes.stop * per_box])
             torch.clamp(box_bins.view(-1, out_h, out_w, c).permute(0, 3, 1, 2), min=-FLT_MAX, out=out[boxes])
         if with_argmax:
-            ctx.save_for_backward(first, rank)
+            ctx.save_for_backward(first, rank, out)
             ctx.shapes = (n, c, h, w, per_box)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        first, rank = ctx.saved_tensors  # first[rank[b]]: per channel, the cell that won bin b (N*H*W: none)
+        first, rank, out = ctx.saved_tensors  # first[rank[b]]: per channel, the cell that won bin b
         n, c, h, w, per_box = ctx.shapes
-        grad_cells = grad_out.new_empty(n * h * w + 1, c)  # [N*H*W + 1, C], the last row for "none"
+        no_cell = n * h * w
+        grad_cells = grad_out.new_empty(n * h * w + 1, c)  # [N*H*W + 1, C], the last row for "no cell"
         for rows in row_blocks(len(grad_cells), c, grad_out.device):
             grad_cells[rows] = 0
         for boxes in row_blocks(len(grad_out), per_box * c, grad_out.device):
             box_bins = slice(boxes.start * per_box, boxes.stop * per_box)
-            grad_bins = grad_out[boxes].permute(0, 2, 3, 1).reshape(-1, c)  # [b, C], bins row-major
-            grad_cells.scatter_add_(0, first.index_select(0, rank[box_bins]), grad_bins)
+            winner = first.index_select(0, rank[box_bins]).long()  # [b, C], bins row-major
+            if float(out[boxes].min()) <= -FLT_MAX:  # no cell wins a bin whose values are all <= -FLT_MAX
+                below = out[boxes].permute(0, 2, 3, 1).reshape(-1, c) <= -FLT_MAX
+                winner.masked_fill_(below, no_cell)
+            grad_bins = grad_out[boxes].permute(0, 2, 3, 1).reshape(-1, c)  # [b, C]
+            grad_cells.scatter_add_(0, winner, grad_bins)
         grad_input = grad_out.new_empty(n, c, h, w)
         grad_map = grad_cells[:-1].view(n, h, w, c)
         for i in range(n):
