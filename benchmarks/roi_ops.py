@@ -87,7 +87,7 @@ def measure(devices: list[str]) -> list[dict]:
     for device in devices:
         for name, label, ours, reference, tol in cases(device):
             (out, grad), (ref_out, ref_grad) = ours(), reference()
-            diff = (out - ref_out).abs()
+            diff = (out - ref_out).detach().abs()
             max_abs_diff = float(diff.max()) if diff.numel() else 0.0
             if max_abs_diff > tol:
                 # Recorded rather than fatal: a timing run should still report how far apart the two are.

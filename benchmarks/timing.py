@@ -124,15 +124,19 @@ def condition_details(payload: dict) -> list[str]:
     busy = next(c for c in conditions if c["condition"] == "busy")
     gpu = f"，GPU：{env['gpu']}" if env["gpu"] else ""
     busy_info = busy["busy_process"] or {}
+
+    def load(values: list[float]) -> str:
+        return "、".join(f"{v:.2f}" for v in values)
+
     return [
         f"机器：{env['cpu']}，{env['cpu_count']} 个 CPU 核{gpu}；PyTorch {env['torch']}，torchvision "
         f"{env['torchvision']}，PyTorch 的 CPU 线程数 {env['torch_threads']}。",
-        f"两种条件在同一次运行中先后测量。“{dict(CONDITIONS)['quiet']}”：除测量本身外不启动其他负载（开始时 1、5、15 "
-        f"分钟平均负载 {quiet['load_average_before']}，结束时 {quiet['load_average_after']}）。"
+        f"两种条件在同一次运行中先后测量。“{dict(CONDITIONS)['quiet']}”：除测量本身外不启动其他负载（1、5、15 "
+        f"分钟平均负载开始时为 {load(quiet['load_average_before'])}，结束时为 {load(quiet['load_average_after'])}）。"
         f"“{dict(CONDITIONS)['busy']}”：另起一个进程（`benchmarks/busy.py`，不绑定 CPU 核）执行紧凑的浮点循环，"
         f"占满一个核，先运行 2 秒再开始测量，测完即停止（它在 {busy_info.get('busy_wall_s', '?')} 秒内用了 "
-        f"{busy_info.get('busy_cpu_s', '?')} 秒 CPU 时间；开始时平均负载 {busy['load_average_before']}，"
-        f"结束时 {busy['load_average_after']}）。",
+        f"{busy_info.get('busy_cpu_s', '?')} 秒 CPU 时间；平均负载开始时为 {load(busy['load_average_before'])}，"
+        f"结束时为 {load(busy['load_average_after'])}）。",
         "每个时间是多次重复的中位数，我们的实现与 torchvision 交替运行，两者经历同样的机器负载；"
         "比值 = 我们 / torchvision，小于 1 表示我们更快。",
         f"命令：`{payload['command']}`；全部数字见同名的 `.json` 文件。",

@@ -169,8 +169,9 @@ def _suppressing_pairs(coords: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
     area = (x2 - x1) * (y2 - y1)
     # The cutoff lowered by 0.1% and the reach rounded up: rounding in the float IoU never loses a pair.
     reach = torch.nextafter(x2 - cutoff * (1 - 1e-3) * (x2 - x1), x2.new_tensor(math.inf))  # [N]
-    # (Looked up 128 boxes at a time: torch.searchsorted splits 200 or more queries over threads.)
-    band_end = torch.cat([torch.searchsorted(x1, part, side="left") for part in reach.split(128)]).tolist()
+    # (On the CPU 128 boxes at a time: torch.searchsorted splits 200 or more queries over threads.)
+    queries = reach.split(128) if reach.device.type == "cpu" else [reach]
+    band_end = torch.cat([torch.searchsorted(x1, part, side="left") for part in queries]).tolist()  # [N]
 
     # The IoU is computed densely on blocks (rows p0..p1-1, columns p0..end-1) that cover the bands.
     blocks = _band_blocks(band_end, block_numel(coords.device))
