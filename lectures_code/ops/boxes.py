@@ -13,14 +13,42 @@ The semantics follow ``torchvision.ops`` exactly (the tests use it as the oracle
   with everything, because its intersection is clamped at 0.
 - float16 / bfloat16 boxes are computed (and returned) in float32, int8/int16/uint8 in int32, so
   products of coordinates do not overflow. IoU of integer boxes is float32.
+
+Speed on a busy machine: PyTorch runs a CPU op on the calling thread when it has fewer than
+``GRAIN_SIZE`` elements and splits a bigger one over its intra-op threads. The split pays off on an
+idle machine, but every split op then waits until each of its threads gets a core: with other
+processes running that can take a scheduler time slice (milliseconds) per op, more than the op
+itself. So the CPU ops here and in ``nms.py`` / ``roi_pool.py`` work in blocks of fewer than
+``GRAIN_SIZE`` elements, on one thread like torchvision's C++ kernels (and with temporaries that stay
+in the cache); on a GPU they use big blocks (few kernel launches).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+# PyTorch's CPU kernels split an op over threads from this many elements on (at::internal::GRAIN_SIZE).
+GRAIN_SIZE = 32768
+
+
+def block_numel(device: torch.device) -> int:
+    """Most elements per block of work: fewer than ``GRAIN_SIZE`` on the CPU (one thread), 2**24 on a GPU."""
+    return GRAIN_SIZE - 1 if device.type == "cpu" else 1 << 24
+
+
+def row_blocks(rows: int, row_numel: int, device: torch.device) -> Iterator[slice]:
+    """Consecutive slices of ``rows`` rows (``row_numel`` elements each) of at most ``block_numel`` elements.
+
+    A block holds at least one row, so rows of ``GRAIN_SIZE`` elements or more get a block each.
+    """
+    step = max(1, block_numel(device) // max(row_numel, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
 
 
 def _check_boxes(boxes: Tensor, name: str = "boxes") -> None:
@@ -71,15 +99,20 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     area2 = box_area(boxes2)  # [M]
     x1a, y1a, x2a, y2a = boxes1[:, :, None].unbind(1)  # 4 x [N, 1]
     x1b, y1b, x2b, y2b = boxes2.T  # 4 x [M]
+    n, m = len(boxes1), len(boxes2)
+    dtype = torch.promote_types(area1.dtype, area2.dtype)  # integer boxes: inter / union is float
+    iou = boxes1.new_empty(n, m, dtype=dtype if dtype.is_floating_point else torch.get_default_dtype())
 
-    # The intersection runs from the larger left edge to the smaller right edge (same for y).
-    # Disjoint boxes give a negative width or height: clamp it so they intersect in 0, not < 0.
-    inter_w = _upcast(torch.min(x2a, x2b) - torch.max(x1a, x1b)).clamp_(min=0)  # [N, M]
-    inter_h = _upcast(torch.min(y2a, y2b) - torch.max(y1a, y1b)).clamp_(min=0)  # [N, M]
-    inter = inter_w.mul_(inter_h)  # in place: [N, M] temporaries dominate the run time
-
-    union = (area1[:, None] + area2[None, :]).sub_(inter)  # [N, M]
-    return inter / union
+    # A block of rows at a time, small enough for one thread (see the module docstring).
+    for rows in row_blocks(n, m, boxes1.device):
+        # The intersection runs from the larger left edge to the smaller right edge (same for y).
+        # Disjoint boxes give a negative width or height: clamp it so they intersect in 0, not < 0.
+        inter_w = _upcast(torch.min(x2a[rows], x2b) - torch.max(x1a[rows], x1b)).clamp_(min=0)  # [rows, M]
+        inter_h = _upcast(torch.min(y2a[rows], y2b) - torch.max(y1a[rows], y1b)).clamp_(min=0)  # [rows, M]
+        inter = inter_w.mul_(inter_h)  # in place: the [rows, M] temporaries dominate the run time
+        union = (area1[rows, None] + area2).sub_(inter)  # [rows, M]
+        iou[rows] = inter / union
+    return iou
 # --8<-- [end:box_iou]
 
 

@@ -34,10 +34,13 @@ Two implementations, tested against each other and against torchvision:
 - :func:`nms` gives the same indices faster. Only boxes that overlap can suppress each other, so
   it first finds the few pairs with IoU > threshold, then runs the greedy pass over that short
   list of pairs in plain Python. To find the pairs without comparing all N^2 of them, it sorts the
-  boxes by their left edge x1: a box can only overlap the boxes that start before its right edge
-  x2, a narrow band of the sorted list, and the IoU is computed densely on that band only.
-  Time and memory grow with the band width and the number of pairs found: at worst (every box
-  overlapping every other) that is N^2 / 2 pairs, like the N x N bit mask of the CUDA kernel.
+  boxes by their left edge x1: box p can only reach IoU > t with a box q that starts after it if q
+  starts before x2[p] - t * width[p] (the IoU is at most the part of p's width that q covers), a
+  narrow band of the sorted list, and the IoU is computed densely on blocks that cover the bands.
+  On the CPU a block holds fewer than 32768 IoUs, so every op runs on the calling thread (see
+  ``boxes.py``). Time and memory grow with the band width and the number of pairs found: at worst
+  (every box overlapping every other) that is N^2 / 2 pairs, like the N x N bit mask of the CUDA
+  kernel.
 """
 
 from __future__ import annotations
@@ -45,10 +48,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.ops.boxes import box_iou
+from lectures_code.ops.boxes import block_numel, box_iou
 
 
 def _check_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -138,11 +140,12 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     cutoff = _iou_cutoff(iou_threshold, boxes.dtype, boxes.device)
 
     # Every pair (a, b) with a ranked before b and IoU > threshold: "a, if kept, removes b".
-    first, second = _suppressing_pairs(boxes[order], cutoff)  # [P], [P], first < second
+    coords = boxes.T.contiguous().index_select(1, order)  # [4, N]: rows x1, y1, x2, y2, by score
+    first, second = _suppressing_pairs(coords, cutoff)  # [P], [P], first < second
 
     # The greedy pass over ranks 0..N-1 needs, for each rank, the ranks it removes: sort the
     # pairs by their first element; rank r's list starts after the pairs of ranks < r.
-    removes = second[torch.argsort(first, stable=True)].tolist()
+    removes = second.index_select(0, torch.argsort(first, stable=True)).tolist()
     start = [0] + torch.bincount(first, minlength=n).cumsum(0).tolist()
 
     removed = [False] * n
@@ -153,45 +156,66 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         kept_ranks.append(rank)
         for other in removes[start[rank] : start[rank + 1]]:
             removed[other] = True
-    return order[torch.tensor(kept_ranks, dtype=torch.int64, device=order.device)]
+    return order.index_select(0, torch.tensor(kept_ranks, dtype=torch.int64, device=order.device))
 
 
-def _suppressing_pairs(boxes: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
-    """All pairs i < j of ``boxes`` ([N, 4] xyxy, sorted by score) with IoU(i, j) > cutoff >= 0."""
-    n = boxes.shape[0]
-    # IoU > 0 needs the x-intervals to overlap. Sorted by x1, box p can only overlap a later box q
-    # if x1[q] < x2[p]: the q's form a band p+1 .. band_end[p]-1 of the sorted list.
-    by_x1 = torch.sort(boxes[:, 0], stable=True).indices  # [N]
-    x1, y1, x2, y2 = boxes[by_x1].T.contiguous()  # 4 x [N], sorted by x1
+def _suppressing_pairs(coords: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
+    """All pairs i < j of boxes (``coords`` [4, N]: rows x1, y1, x2, y2, sorted by score) with IoU > cutoff >= 0."""
+    # Sorted by x1, box p can only reach IoU > cutoff with a later box q (x1[q] >= x1[p]) if q starts
+    # early enough: IoU <= inter / area[p] <= (x2[p] - x1[q]) * height[p] / area[p], so
+    # x1[q] < x2[p] - cutoff * width[p]. These q's form a band p+1 .. band_end[p]-1 of the sorted list.
+    by_x1 = torch.sort(coords[0], stable=True).indices  # [N]
+    x1, y1, x2, y2 = coords.index_select(1, by_x1)  # 4 x [N], sorted by x1
     area = (x2 - x1) * (y2 - y1)
-    band_end = torch.searchsorted(x1, x2, side="left")  # [N]
+    # The cutoff lowered by 0.1% and the reach rounded up: rounding in the float IoU never loses a pair.
+    reach = torch.nextafter(x2 - cutoff * (1 - 1e-3) * (x2 - x1), x2.new_tensor(math.inf))  # [N]
+    # (On the CPU 128 boxes at a time: torch.searchsorted splits 200 or more queries over threads.)
+    queries = reach.split(128) if reach.device.type == "cpu" else [reach]
+    band_end = torch.cat([torch.searchsorted(x1, part, side="left") for part in queries]).tolist()  # [N]
 
-    # Dense IoU on [chunk rows, band columns] blocks: big enough to amortize the per-op cost,
-    # small enough to stay in cache. A GPU prefers fewer, bigger blocks.
-    chunk = 128 if boxes.device.type == "cpu" else 2048
-    num_chunks = -(-n // chunk)
-    chunk_band_end = F.pad(band_end, (0, num_chunks * chunk - n)).view(num_chunks, chunk).amax(1)
-
-    firsts, seconds = [], []
-    for c, end in enumerate(chunk_band_end.tolist()):
-        p0, p1 = c * chunk, min((c + 1) * chunk, n)
-        if end <= p0 + 1:
-            continue
+    # The IoU is computed densely on blocks (rows p0..p1-1, columns p0..end-1) that cover the bands.
+    blocks = _band_blocks(band_end, block_numel(coords.device))
+    steps = torch.arange(max(p1 - p0 for p0, p1, _ in blocks), device=coords.device)
+    col_after_row = steps[:, None] < steps  # each pair once, never a box with itself
+    x1_col, y1_col, x2_col, y2_col, area_col = (v[:, None] for v in (x1, y1, x2, y2, area))  # [N, 1]
+    rows_found, cols_found = [], []
+    for p0, p1, end in blocks:
+        if end - p0 < 2:
+            continue  # no column after any row
         rows, cols = slice(p0, p1), slice(p0, end)
-        w = torch.min(x2[rows, None], x2[None, cols]) - torch.max(x1[rows, None], x1[None, cols])
-        h = torch.min(y2[rows, None], y2[None, cols]) - torch.max(y1[rows, None], y1[None, cols])
-        inter = w.clamp_(min=0).mul_(h.clamp_(min=0))  # [rows, cols]
-        union = (area[rows, None] + area[None, cols]).sub_(inter)
-        r, q = (inter.div_(union) > cutoff).nonzero(as_tuple=True)
-        # Each unordered pair once (column after row), never a box with itself.
-        r, q = r[q > r], q[q > r]
-        a, b = by_x1[r + p0], by_x1[q + p0]  # back to score ranks
-        firsts.append(torch.min(a, b))
-        seconds.append(torch.max(a, b))
-    if not firsts:
-        empty = torch.empty(0, dtype=torch.int64, device=boxes.device)
+        w = torch.min(x2_col[rows], x2[cols]) - torch.max(x1_col[rows], x1[cols])  # [rows, cols]
+        h = torch.min(y2_col[rows], y2[cols]) - torch.max(y1_col[rows], y1[cols])  # [rows, cols]
+        inter = w.clamp_(min=0).mul_(h.clamp_(min=0))
+        union = (area_col[rows] + area[cols]).sub_(inter)
+        found = inter.div_(union) > cutoff  # [rows, cols]
+        square = min(p1, end) - p0  # where the columns are the rows themselves
+        found[:, :square] &= col_after_row[: p1 - p0, :square]
+        r, q = found.nonzero(as_tuple=True)
+        rows_found.append(r + p0)
+        cols_found.append(q + p0)
+    if not rows_found:
+        empty = torch.empty(0, dtype=torch.int64, device=coords.device)
         return empty, empty
-    return torch.cat(firsts), torch.cat(seconds)
+    a = by_x1.index_select(0, torch.cat(rows_found))  # back to score ranks
+    b = by_x1.index_select(0, torch.cat(cols_found))
+    return torch.minimum(a, b), torch.maximum(a, b)
+
+
+def _band_blocks(band_end: list[int], max_numel: int) -> list[tuple[int, int, int]]:
+    """Cut rows 0..N-1 into blocks (p0, p1, end): rows p0..p1-1 against columns p0..end-1.
+
+    ``end`` covers the band of every row in the block; each block takes as many rows as keep it
+    within ``max_numel`` elements (at least one row), so narrow bands get tall blocks.
+    """
+    blocks, p0, end = [], 0, 0
+    for p, row_end in enumerate(band_end):
+        if p > p0 and (p + 1 - p0) * (max(end, row_end) - p0) > max_numel:
+            blocks.append((p0, p, end))  # row p does not fit: it starts the next block
+            p0, end = p, row_end
+        elif row_end > end:
+            end = row_end
+    blocks.append((p0, len(band_end), end))
+    return blocks
 # --8<-- [end:nms]
 
 
@@ -235,8 +259,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
 
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
     for label in torch.unique(labels):
-        members = torch.where(labels == label)[0]
-        keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
-    kept = torch.where(keep_mask)[0]
-    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
+        members = torch.nonzero(labels == label).squeeze(1)  # this class's boxes
+        keep = nms(boxes.index_select(0, members), scores.index_select(0, members), iou_threshold)
+        keep_mask.index_fill_(0, members.index_select(0, keep), True)
+    kept = torch.nonzero(keep_mask).squeeze(1)  # in index order: equal scores stay in index order
+    return kept.index_select(0, torch.sort(scores.index_select(0, kept), descending=True, stable=True).indices)
 # --8<-- [end:batched_nms]

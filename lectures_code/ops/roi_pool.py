@@ -24,11 +24,12 @@ Differences from torchvision, on purpose: a batch index outside ``[0, N)`` raise
 (torchvision reads out of bounds). NaN inputs are not supported: torchvision's max skips NaN cells,
 here a NaN cell may win.
 
-Vectorized: every bin of a box fits in a window of ``win_h x win_w`` cells (its largest bin).
-The flat indices of the window cells, bin after bin (cells outside the bin replaced by a padding
-row), go to one ``embedding_bag(mode="max")`` call, which takes the per-channel max of each bin
-without materializing the gathered [cells, C] values. Boxes are grouped by window size to build
-the index lists (one Python iteration per distinct size, never per box or bin).
+Vectorized: the feature map is copied channels last, so that a cell is a row of C values. Bins of
+the same size (bin_h x bin_w cells) are handled together: the flat indices of their cells select
+[bins, cells, C] values in one ``index_select``, and one ``amax`` over the cells axis, vectorized over
+the channels, gives their max (one Python iteration per distinct bin size and block, never per box or
+bin). On the CPU a block holds fewer than 32768 values, so every op runs on the calling thread (see
+``boxes.py``: no waiting for a second core on a busy machine) and its temporaries stay in the cache.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
+
+from lectures_code.ops.boxes import row_blocks
 
 FLT_MAX = torch.finfo(torch.float32).max
 
@@ -100,13 +103,20 @@ def check_scale(spatial_scale: float) -> float:
 
 
 def groups_by_key(keys: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-    """Group box indices by equal rows of ``keys`` [K, D]; yields (key [D], box indices [k]).
+    """Group box indices by equal rows of ``keys`` [K, D] (integers >= 0); yields (key [D], box indices [k]).
 
-    One Python iteration per distinct key (e.g. per window size), never per box.
+    One Python iteration per distinct key (e.g. per window size), never per box. Each row is folded into
+    one integer (mixed radix) and the integers sorted, which is much faster than ``torch.unique(dim=0)``.
     """
-    unique_keys, group_of_box = torch.unique(keys, dim=0, return_inverse=True)
-    for g, key in enumerate(unique_keys):
-        yield key, torch.nonzero(group_of_box == g).squeeze(1)
+    if len(keys) == 0:
+        return
+    folded = torch.zeros_like(keys[:, 0])
+    for column in keys.unbind(1):
+        folded = folded * (int(column.max()) + 1) + column  # [K]
+    order = torch.argsort(folded, stable=True)  # [K], each group in index order
+    _, counts = torch.unique_consecutive(folded.index_select(0, order), return_counts=True)
+    for idx in order.split(counts.tolist()):
+        yield keys[idx[0]], idx
 
 
 def true_divide(x: Tensor, divisor: float) -> Tensor:
@@ -136,34 +146,108 @@ def round_half_away_from_zero(x: Tensor) -> Tensor:
 
 
 class BinMax(torch.autograd.Function):
-    """Per-channel max of each bin's cells (``embedding_bag(mode="max")``), with a one-scatter backward.
+    """Per-channel max over the cells of each bin, with torchvision's RoI Pool rules and gradient.
 
-    Forward: ``cells`` [M, C], ``indices`` [S] (the bins' cell lists, back to back, ``padding`` = skip),
-    ``offsets`` [B] (where each bin's list starts) -> [B, C]; an empty bin gives 0. The backward sends
-    each bin's gradient to the cell that won it (``embedding_bag``'s argmax: the first maximum), in one
-    ``scatter_add_`` over all bins and channels; autograd's own ``embedding_bag`` backward loops over bins.
+    Forward: ``input`` [N, C, H, W], ``bins`` [K * out_h * out_w, 5] int64 rows (image, row_lo, row_hi,
+    col_lo, col_hi) of half-open cell ranges inside the map, box after box, bins row-major ->
+    [K, C, out_h, out_w]. An empty bin gives 0; one whose values are all <= -FLT_MAX gives -FLT_MAX
+    (torchvision's max starts there). Backward: each bin's gradient goes to its first maximum in row-major
+    order (none for those two cases), like torchvision's argmax.
+
+    The feature map is copied channels last, so that a cell is a row of C values. Bins of the same height
+    and width are gathered together as [bins, cells, C], a block of them at a time (one thread, see
+    ``boxes.py``), and reduced over the cells axis, vectorized over the channels.
     """
 
     @staticmethod
-    def forward(ctx, cells: Tensor, indices: Tensor, offsets: Tensor, padding: int) -> Tensor:
-        out, _, _, argmax = torch.ops.aten._embedding_bag(
-            cells, indices, offsets, False, 2, False, None, False, padding)  # mode 2 = max
-        if ctx.needs_input_grad[0]:
-            # An empty bin (only padding) reports argmax 0 on the CPU, -1 on CUDA; send its gradient to the
-            # padding row instead, which is dropped.
-            lengths = torch.diff(offsets, append=offsets.new_tensor([indices.numel()]))  # [B]
-            bin_of_index = torch.repeat_interleave(torch.arange(len(offsets), device=offsets.device), lengths)  # [S]
-            real_cells = torch.zeros_like(offsets).index_add_(0, bin_of_index, (indices != padding).long())  # [B]
-            argmax[real_cells == 0] = padding
-            ctx.save_for_backward(argmax)
-            ctx.num_cells = cells.shape[0]
+    def forward(ctx, input: Tensor, bins: Tensor, out_h: int, out_w: int) -> Tensor:
+        n, c, h, w = input.shape
+        k = len(bins) // (out_h * out_w)
+        cells = input.new_empty(n, h, w, c)  # channels last
+        for i in range(n):
+            for rows in row_blocks(h, w * c, input.device):
+                cells[i, rows] = input[i, :, rows].permute(1, 2, 0)
+        cells = cells.view(n * h * w, c)  # [N*H*W, C], one row per cell
+
+        image, row_lo, row_hi, col_lo, col_hi = bins.unbind(1)  # [B] each
+        top_left = (image * h + row_lo) * w + col_lo  # [B], flat index of each bin's first cell
+        with_argmax = ctx.needs_input_grad[0]
+        no_cell = n * h * w  # the argmax of a bin without gradient: a padding row, dropped in backward
+        # Cell indices are kept as floats (exact below 2**24), which saves conversions in the loop below.
+        index_dtype = torch.float32 if no_cell < 2**24 else torch.float64
+
+        # Bins sorted by size: best[s] (and first[s], the cell it came from) belong to bin order[s].
+        best = input.new_empty(len(bins), c)  # [B, C]
+        first = torch.empty(len(bins), c, dtype=index_dtype, device=input.device) if with_argmax else None
+        order, start = [], 0
+        for (bin_h, bin_w), group in groups_by_key(torch.stack([row_hi - row_lo, col_hi - col_lo], 1)):
+            bin_h, bin_w = int(bin_h), int(bin_w)
+            order.append(group)
+            end = start + len(group)  # this group's rows: best[start:end]
+            if bin_h == 0 or bin_w == 0:  # an empty bin outputs 0 and gets no gradient
+                best[start:end] = 0
+                if with_argmax:
+                    first[start:end] = no_cell
+                start = end
+                continue
+            # The cells of a bin_h x bin_w bin in row-major order, as offsets from its first cell.
+            size = bin_h * bin_w
+            steps_y, steps_x = (torch.arange(steps, device=input.device) for steps in (bin_h, bin_w))
+            offsets = (steps_y[:, None] * w + steps_x).view(-1)  # [size]
+            last = int(offsets[-1])
+            countdown = (last + 1 - offsets).to(index_dtype)[:, None]  # [size, 1], largest for the first cell
+            group_top_left = top_left.index_select(0, group)  # [bins]
+            group_cells = (group_top_left[:, None] + offsets).view(-1)  # [bins * size], bin after bin
+            past_last = (group_top_left + last + 1).to(index_dtype)[:, None]  # [bins, 1]: first = past_last - countdown
+            for part in row_blocks(len(group), size * c, input.device):
+                rows = slice(start + part.start, start + part.stop)
+                values = cells.index_select(0, group_cells[part.start * size : part.stop * size])
+                values = values.view(-1, size, c)  # [b, size, C]
+                torch.amax(values, dim=1, out=best[rows])  # [b, C]
+                if with_argmax:
+                    # The first cell (row-major: the smallest offset) that reaches the max has the largest
+                    # countdown. (Tensor.max(dim) would give it too, but always splits over threads; a float
+                    # 0/1 mask is several times faster than a bool one.)
+                    reaches = torch.eq(values, best[rows, None], out=torch.empty_like(values, dtype=index_dtype))
+                    countdown_of_first = reaches.mul_(countdown).amax(dim=1).clamp_(min=1)  # (1: a NaN max)
+                    torch.sub(past_last[part], countdown_of_first, out=first[rows])  # [b, C], flat cell index
+            start = end
+        order = torch.cat(order)
+        rank = torch.argsort(order)  # rank[b]: where bin b is in best
+
+        # Back to box order and [K, C, out_h, out_w]; the max never goes below -FLT_MAX.
+        per_box = out_h * out_w
+        out = input.new_empty(k, c, out_h, out_w)
+        for boxes in row_blocks(k, per_box * c, input.device):
+            box_bins = best.index_select(0, rank[boxes.start * per_box : boxes.stop * per_box])
+            torch.clamp(box_bins.view(-1, out_h, out_w, c).permute(0, 3, 1, 2), min=-FLT_MAX, out=out[boxes])
+        if with_argmax:
+            ctx.save_for_backward(first, rank, out)
+            ctx.shapes = (n, c, h, w, per_box)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        (argmax,) = ctx.saved_tensors  # [B, C]: the cell that won bin b in channel c
-        grad_cells = grad_out.new_zeros(ctx.num_cells, grad_out.shape[1])  # [M, C]
-        return grad_cells.scatter_add_(0, argmax, grad_out), None, None, None
+        first, rank, out = ctx.saved_tensors  # first[rank[b]]: per channel, the cell that won bin b
+        n, c, h, w, per_box = ctx.shapes
+        no_cell = n * h * w
+        grad_cells = grad_out.new_empty(n * h * w + 1, c)  # [N*H*W + 1, C], the last row for "no cell"
+        for rows in row_blocks(len(grad_cells), c, grad_out.device):
+            grad_cells[rows] = 0
+        for boxes in row_blocks(len(grad_out), per_box * c, grad_out.device):
+            box_bins = slice(boxes.start * per_box, boxes.stop * per_box)
+            winner = first.index_select(0, rank[box_bins]).long()  # [b, C], bins row-major
+            if float(out[boxes].min()) <= -FLT_MAX:  # no cell wins a bin whose values are all <= -FLT_MAX
+                below = out[boxes].permute(0, 2, 3, 1).reshape(-1, c) <= -FLT_MAX
+                winner.masked_fill_(below, no_cell)
+            grad_bins = grad_out[boxes].permute(0, 2, 3, 1).reshape(-1, c)  # [b, C]
+            grad_cells.scatter_add_(0, winner, grad_bins)
+        grad_input = grad_out.new_empty(n, c, h, w)
+        grad_map = grad_cells[:-1].view(n, h, w, c)
+        for i in range(n):
+            for channels in row_blocks(c, h * w, grad_out.device):
+                grad_input[i, channels] = grad_map[i, :, :, channels].permute(2, 0, 1)
+        return grad_input, None, None, None
 
 
 def roi_pool(
@@ -210,41 +294,18 @@ def roi_pool(
 
     row_lo, row_hi = bin_edges(y1, y2, out_h, h)  # [K, out_h]
     col_lo, col_hi = bin_edges(x1, x2, out_w, w)  # [K, out_w]
-    # Every bin of box k fits in a window of win_h x win_w cells.
-    win_h = (row_hi - row_lo).amax(dim=1).clamp(min=1)  # [K]
-    win_w = (col_hi - col_lo).amax(dim=1).clamp(min=1)  # [K]
 
-    # Channels last, so that a cell is a row of C values, plus an all-zero row to pad bins with.
-    padding = n * h * w
-    cells = input.new_empty(n * h * w + 1, c)  # [N*H*W + 1, C]
-    cells[:padding].view(n, h, w, c).copy_(input.permute(0, 2, 3, 1))
-    cells[padding] = 0
-
-    # The cells of every bin, bin after bin, each bin's cells in row-major order. Boxes are grouped
-    # by window size only to build these lists with tensor ops (one iteration per distinct size).
-    cell_parts, bag_size_parts, box_parts = [], [], []
-    for (wh, ww), idx in groups_by_key(torch.stack([win_h, win_w], 1)):
-        rows = row_lo[idx, :, None] + torch.arange(int(wh), device=input.device)  # [k, out_h, wh]
-        cols = col_lo[idx, :, None] + torch.arange(int(ww), device=input.device)  # [k, out_w, ww]
-        row_start = (batch[idx, None, None] * h + rows) * w  # [k, out_h, wh]
-        cell = row_start[:, :, None, :, None] + cols[:, None, :, None, :]  # [k, out_h, out_w, wh, ww] flat index
-        # The window is as big as the box's largest bin: cells outside a bin read the padding row.
-        inside = (rows < row_hi[idx, :, None])[:, :, None, :, None] & (cols < col_hi[idx, :, None])[:, None, :, None, :]
-        cell_parts.append(torch.where(inside, cell, padding).flatten())
-        bag_size_parts.append(torch.full((len(idx) * out_h * out_w,), int(wh * ww), device=input.device))
-        box_parts.append(idx)
-    bag_size = torch.cat(bag_size_parts)
-
-    # embedding_bag(mode="max") takes the per-channel max over each bin's cells, skipping the
-    # padding (the first maximum wins ties), without materializing the gathered [cells, C] values.
-    # Its backward sends the gradient to that cell, like torchvision's argmax. An empty bin
-    # (all padding) outputs 0.
-    offsets = torch.cumsum(bag_size, 0) - bag_size  # where each bin's list starts
-    out = BinMax.apply(cells, torch.cat(cell_parts), offsets, padding)
-    out = out.view(k, out_h, out_w, c)  # boxes in group order
-    if len(box_parts) > 1:
-        out = out[torch.argsort(torch.cat(box_parts))]  # back to the order of the boxes
-    # torchvision's max starts at -FLT_MAX: a bin of values all <= -FLT_MAX outputs -FLT_MAX, no gradient.
-    out = torch.where(out > -FLT_MAX, out, torch.tensor(-FLT_MAX, dtype=out.dtype, device=out.device))
-    return out.permute(0, 3, 1, 2).contiguous()  # [K, C, out_h, out_w]
+    # Bin (i, j) of box k is the rectangle of cells rows [row_lo, row_hi) x columns [col_lo, col_hi).
+    shape = (k, out_h, out_w)
+    bins = torch.stack(
+        [
+            batch[:, None, None].expand(shape),
+            row_lo[:, :, None].expand(shape),
+            row_hi[:, :, None].expand(shape),
+            col_lo[:, None, :].expand(shape),
+            col_hi[:, None, :].expand(shape),
+        ],
+        dim=-1,
+    ).view(k * out_h * out_w, 5)
+    return BinMax.apply(input, bins, out_h, out_w)  # [K, C, out_h, out_w]: the max of each bin, per channel
     # --8<-- [end:roi_pool]

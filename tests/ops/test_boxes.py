@@ -68,6 +68,25 @@ def test_iou_empty_inputs(device):
     assert box_area(empty).shape == (0,)
 
 
+@pytest.mark.parametrize("shape", [(3000, 20), (5, 40_000), (33, 1000), (1, 7)])
+def test_iou_in_blocks_of_rows_matches_torchvision(device, shape):
+    # On the CPU box_iou works a block of rows at a time (fewer than 32768 IoUs per block): tall, wide
+    # (one row is already more than a block) and exactly-one-block-plus-a-row shapes.
+    n, m = shape
+    boxes1, boxes2 = random_boxes(n, 7, device=device), random_boxes(m, 8, device=device)
+    ours = box_iou(boxes1, boxes2)
+    torch.testing.assert_close(ours, torchvision.ops.box_iou(boxes1, boxes2), **tolerance(torch.float32))
+    assert box_iou(boxes1[:0], boxes2).shape == (0, m) and box_iou(boxes1, boxes2[:0]).shape == (n, 0)
+
+
+def test_iou_is_differentiable():
+    boxes1 = random_boxes(40, 9, torch.float64).requires_grad_()
+    boxes2 = random_boxes(30, 10, torch.float64)
+    (grad,) = torch.autograd.grad(box_iou(boxes1, boxes2).sum(), boxes1)
+    (ref,) = torch.autograd.grad(torchvision.ops.box_iou(boxes1, boxes2).sum(), boxes1)
+    torch.testing.assert_close(grad, ref)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int32, torch.int64, torch.uint8])
 def test_small_and_integer_dtypes_are_upcast_like_torchvision(device, dtype):
     boxes = (random_boxes(20, 3, torch.float64, device, scale=200.0)).round().clamp(0, 255).to(dtype)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import math
+
 import pytest
 import torch
 import torchvision
 from torchvision.ops.boxes import _batched_nms_coordinate_trick, _batched_nms_vanilla
 
 from lectures_code.ops.nms import batched_nms, nms, nms_simple
+
+# The module itself (``lectures_code.ops.nms`` the attribute is the function, re-exported by the package).
+nms_module = importlib.import_module("lectures_code.ops.nms")
 
 DTYPES = [torch.float32, torch.float64]
 NMS_FUNCTIONS = [nms, nms_simple]
@@ -53,6 +59,62 @@ def test_dense_clusters_and_wide_boxes(device, dtype):
     scores = torch.rand(len(boxes), generator=g, dtype=torch.float64)
     boxes, scores = boxes.to(device=device, dtype=dtype), scores.to(device=device, dtype=dtype)
     for threshold in (0.3, 0.5, 0.9):
+        check_nms(nms, boxes, scores, threshold)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("one_row_blocks", [False, True])
+def test_pairs_at_the_threshold_inside_and_outside_the_band(device, dtype, scale, one_row_blocks, monkeypatch):
+    # nms compares box p only with the boxes q that start before x2[p] - threshold * width[p] (sorted by
+    # x1): IoU <= intersection / area[p] <= (x2[p] - x1[q]) / width[p]. A box q inside p that shares its
+    # height and right edge reaches that bound: IoU = (x2[p] - x1[q]) / width[p]. Such pairs, and pairs of
+    # equal boxes shifted to IoU = threshold, with x1[q] moved a few ulps either way, must give
+    # torchvision's answer. With blocks of one row the band of each box alone decides what is compared.
+    if one_row_blocks:
+        monkeypatch.setattr(nms_module, "block_numel", lambda device: 1)
+    g = torch.Generator().manual_seed(int(scale * 7) + 1)
+    pairs = []  # (box p, box q, threshold at which their IoU sits)
+    for i in range(150):
+        t = float(torch.rand(1, generator=g)) * 0.9 + 0.05
+        t = round(t * 64) / 64 if i % 4 < 2 else t  # half of them exact in float32: no rounding of the threshold
+        width = float(torch.rand(1, generator=g)) * 90 + 10
+        x1 = 200.0 * i
+        nested = i % 2 == 0
+        start = x1 + width * (1 - t) if nested else x1 + width * (1 - t) / (1 + t)
+        start = torch.tensor(start * scale, dtype=dtype)
+        for k in (-2, -1, 0, 1, 2):
+            moved = start
+            for _ in range(abs(k)):
+                moved = torch.nextafter(moved, torch.tensor(math.copysign(math.inf, k), dtype=dtype))
+            q_x1 = float(moved)
+            q_x2 = (x1 + width) * scale if nested else q_x1 + width * scale
+            pairs.append(([x1 * scale, 0, (x1 + width) * scale, scale], [q_x1, 0, q_x2, scale], t))
+    first_boxes, second_boxes = (torch.tensor(b, dtype=dtype).double() for b in zip(*[(p, q) for p, q, _ in pairs]))
+    ious = torchvision.ops.box_iou(first_boxes, second_boxes)
+    offsets = ious.diagonal().double() - torch.tensor([t for _, _, t in pairs], dtype=torch.float64)
+    assert offsets.abs().max() < 1e-3 and (offsets > 0).any() and (offsets <= 0).any()  # the pairs straddle t
+    for p, q, t in pairs[::3]:
+        boxes = torch.tensor([p, q], dtype=dtype, device=device)
+        for scores in ([0.9, 0.8], [0.8, 0.9]):
+            check_nms(nms, boxes, torch.tensor(scores, dtype=dtype, device=device), t)
+    # All pairs at once, spread along x (pair i at 200 * i): the blocks cover many bands.
+    boxes = torch.tensor([box for p, q, _ in pairs for box in (p, q)], dtype=dtype, device=device)
+    scores = torch.rand(len(boxes), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    for t in (0.05, 0.3, 0.5, 0.7, 0.95):
+        check_nms(nms, boxes, scores, t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_many_blocks_with_wide_and_narrow_bands(device, dtype):
+    # 4000 boxes: narrow ones in a few dense piles, wide ones across the image, so that the blocks of the
+    # band search (fewer than 32768 IoUs each on the CPU) have very different shapes.
+    g = torch.Generator().manual_seed(5)
+    piles = random_boxes(8, g).repeat(400, 1) + torch.randn(3200, 4, generator=g, dtype=torch.float64) * 6
+    wide = random_boxes(800, g) * torch.tensor([0.2, 1, 5, 1], dtype=torch.float64)
+    boxes = torch.cat([piles, wide]).to(device=device, dtype=dtype)
+    scores = torch.rand(len(boxes), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    for threshold in (0.0, 0.5, 0.8):
         check_nms(nms, boxes, scores, threshold)
 
 

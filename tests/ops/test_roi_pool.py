@@ -53,6 +53,19 @@ def test_random_boxes_match_torchvision(device, dtype, seed):
     check(input.to(device, dtype), rois.to(device), output_size, scale)
 
 
+@pytest.mark.parametrize("channels", [40, 600])
+def test_many_boxes_and_big_bins_match_torchvision(device, channels):
+    # Bins of every size, from one cell to a few hundred. On the CPU the bins of one size are gathered a
+    # block of fewer than 32768 values at a time; a bin bigger than that is a block of its own.
+    g = torch.Generator().manual_seed(6)
+    input = torch.randn(2, channels, 30, 40, generator=g, dtype=torch.float64)
+    if channels == 40:
+        input = input.round()  # many ties
+    rois = random_rois(300 if channels == 40 else 20, 2, 30, 40, 1 / 8, g, torch.float32)
+    output_size = (7, 7) if channels == 40 else (2, 3)
+    check(input.to(device, torch.float32), rois.to(device), output_size, 1 / 8)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_worked_example_from_the_notes(device, dtype):
     # A 10 x 10 map with value 10 * row + col; box [1.4, 1.6, 4.5, 4.4] pooled to 2 x 2.
