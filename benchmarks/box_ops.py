@@ -1,7 +1,8 @@
 """Time our box ops against torchvision in the same run: box_iou, nms, batched_nms.
 
-Run: ``python benchmarks/box_ops.py``. Writes benchmarks/results/box_ops.json and box_ops.md.
-CPU with 2 threads always; CUDA rows too when a GPU is present. Two conditions, one after the other:
+Run: ``python benchmarks/box_ops.py``. Writes lectures_code/results/benchmarks/box_ops.json and box_ops.md.
+CPU with 2 threads (``BENCH_DEVICE=cuda``: the CUDA rows instead, into box_ops_cuda).
+Two conditions, one after the other:
 the machine as it is, and with one competing busy process (``benchmarks/busy.py``). Each time is the
 median of several repeats, ours and the reference alternating, so both see the same machine load.
 
@@ -22,7 +23,16 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import condition_details, environment, in_both_conditions, median_ms, row, write_results  # noqa: E402
+from timing import (  # noqa: E402
+    bench_device,
+    condition_details,
+    environment,
+    in_both_conditions,
+    median_ms,
+    results_stem,
+    row,
+    write_results,
+)
 
 from lectures_code.ops.boxes import box_iou  # noqa: E402
 from lectures_code.ops.nms import batched_nms, nms, nms_simple  # noqa: E402
@@ -85,7 +95,7 @@ def cases(device: str):
 
 
 def measure() -> list[dict]:
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [bench_device()]
     rows = []
     for device in devices:
         for name, label, ours, reference, repeats in cases(device):
@@ -113,7 +123,7 @@ def main() -> None:
         "note": "Ratio = ours / torchvision (< 1: ours is faster), medians of interleaved repeats. Boxes: centers "
         "uniform in a 1000x1000 image, sides uniform in [10, 200], clipped to the image, distinct scores, "
         f"IoU threshold {THRESHOLD}, batched_nms with 10 classes.",
-        "command": "python benchmarks/box_ops.py",
+        "command": ("BENCH_DEVICE=cuda " if bench_device() == "cuda" else "") + "python benchmarks/box_ops.py",
         "environment": environment(),
         "conditions": conditions,
     }
@@ -122,7 +132,7 @@ def main() -> None:
         f"IoU 阈值 {THRESHOLD}；batched_nms 有 10 个类别。测时之前先检查两者的输出相同（nms 的下标逐个相等）。",
         "重复次数：box_iou、nms 1k、batched_nms 999 各 21 次，nms 10k、batched_nms 10k 各 9 次，nms_simple 5 次。",
     ]
-    write_results("box_ops", payload, details)
+    write_results(results_stem("box_ops"), payload, details)
     missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
               if r.get("meets_goal") is False]
     print("goals met" if not missed else f"goals missed: {missed}")

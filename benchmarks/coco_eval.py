@@ -4,7 +4,7 @@
 rounded to 3 decimals so that many are tied). Each timing covers the whole pipeline from the JSON
 dicts to the 12 stats (index building, loadRes, evaluate, accumulate, summarize); the deep copies
 that pycocotools / faster-coco-eval need (they modify their inputs) are made outside the timer.
-Run: python benchmarks/coco_eval.py -> benchmarks/results/coco_eval.{json,md}
+Run: python benchmarks/coco_eval.py -> lectures_code/results/benchmarks/coco_eval.{json,md}
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from lectures_code.metrics.coco_eval import coco_evaluate
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 
 
 def make_dataset(seed=0, num_images=500, gts_per_image=20, dets_per_image=100, num_classes=10):

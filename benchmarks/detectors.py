@@ -1,7 +1,7 @@
 """Every shipped detector timed in the same run: test latency per canvas and training time per canvas.
 
 Run: ``python benchmarks/detectors.py [--threads 1] [--images 40]``. Writes
-benchmarks/results/detectors.json and detectors.md; the Lecture 14 comparison table takes its
+lectures_code/results/benchmarks/detectors.json and detectors.md; the Lecture 14 comparison table takes its
 timing columns from here, because the training records were made at different times on a shared,
 busy machine, while these numbers come from one run with the detectors interleaved round-robin
 (each round times every detector once, so load changes hit all of them alike).
@@ -33,7 +33,7 @@ from lectures_code import registry  # noqa: E402
 from lectures_code.data.digit_canvases import DigitCanvases  # noqa: E402
 from lectures_code.detection.rcnn import proposals_for  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 TRAIN_BATCH = 8
 DETECTORS = {entry.name: entry for entry in registry.MODELS.values() if entry.task == "detection"}
 PROPOSAL_COUNTS = (25, 100, 400, 1600)
@@ -79,15 +79,22 @@ def training_step(name: str, model, images: torch.Tensor, targets: list[dict], p
     model.eval()
 
 
-def timed_ms(fn) -> float:
+def timed_ms(fn, device: str = "cpu") -> float:
+    """Wall time of ``fn()`` in ms (CUDA synchronized before and after: its work is asynchronous)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1e3
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: test latency on the GPU only (no training rows), into detectors_cuda.{json,md}")
     parser.add_argument("--images", type=int, default=40, help="test canvases per detector (one round each)")
     parser.add_argument("--train-rounds", type=int, default=10)
     args = parser.parse_args(argv)
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
 
     names = [entry.name for entry in registry.shipped() if entry.name in DETECTORS]
-    models = {name: registry.load_pretrained(name) for name in names}
+    models = {name: registry.load_pretrained(name, device=args.device) for name in names}
     test = DigitCanvases("test", size=args.images, seed=0)
     test_images = [test[i][0] for i in range(args.images)]
     train = DigitCanvases("train", size=TRAIN_BATCH, seed=0)
@@ -109,17 +116,19 @@ def main(argv: list[str] | None = None) -> dict:
     for image in [test_images[0]] + test_images:  # the first round is a warm-up, dropped below
         for name in names:
             with torch.no_grad():
-                test_ms[name].append(timed_ms(lambda name=name, image=image: models[name].predict(image[None])))
+                test_ms[name].append(timed_ms(
+                    lambda name=name, image=image: models[name].predict(image[None].to(args.device)), args.device))
             if name in proposal_ms:
                 proposal_ms[name].append(timed_ms(lambda image=image: proposals_for(image)))
-    train_ms = {name: [] for name in names if name != "rcnn"}  # R-CNN trains on warped crops, not canvases
+    # R-CNN trains on warped crops, not canvases; on a GPU only the test latency is measured
+    train_ms = {name: [] for name in names if name != "rcnn" and args.device == "cpu"}
     for _ in range(args.train_rounds + 1):
         for name in train_ms:
             train_ms[name].append(timed_ms(lambda name=name: training_step(
                 name, models[name], train_images, train_targets, train_proposals)) / TRAIN_BATCH)
 
     scaling = {}
-    if "rcnn" in models and "fast-rcnn" in models:
+    if "rcnn" in models and "fast-rcnn" in models and args.device == "cpu":
         scaling = scaling_ms(models, test_images[0], rounds=5)
 
     rows = {}
@@ -137,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         "detectors": rows, "scaling_ms_by_proposals": scaling,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "detectors.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = "detectors" if args.device == "cpu" else "detectors_cuda"
+    result["device"] = args.device
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| detector | test ms / canvas | of which Selective Search ms | train ms / canvas |",
              "| --- | ---: | ---: | ---: |"]
     for name in names:
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     if scaling:
         lines += ["", "| proposals N | R-CNN ms | Fast R-CNN ms |", "| ---: | ---: | ---: |"]
         lines += [f"| {n} | {t['rcnn']:.1f} | {t['fast_rcnn']:.1f} |" for n, t in scaling.items()]
-    (RESULTS / "detectors.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return result
 

@@ -1,8 +1,8 @@
 """Does pooling RoIs from coarser FPN levels help on the digit canvases? Re-evaluate the shipped
 Faster R-CNN + FPN with other canonical scales s0 of the level mapping k = floor(4 + log2(sqrt(wh) / s0)).
 
-Run: ``python benchmarks/fpn_roi_levels.py``. Writes benchmarks/results/fpn_roi_levels.{json,md}. The model is
-NOT retrained: only the level each RoI is pooled from changes (s0 = 48 is what it was trained with).
+Run: ``python benchmarks/fpn_roi_levels.py``. Writes lectures_code/results/benchmarks/fpn_roi_levels.{json,md}.
+The model is NOT retrained: only the level each RoI is pooled from changes (s0 = 48 is what it was trained with).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lectures_code.detection.evaluation import evaluate_detector  # noqa: E402
 from lectures_code.ops.roi_align import map_rois_to_levels  # noqa: E402
 from lectures_code.registry import load_pretrained  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 SCALES = (224, 48, 32)
 NUM_TEST_IMAGES = 200
 

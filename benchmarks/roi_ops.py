@@ -1,10 +1,10 @@
 """Time our roi_align / roi_pool against torchvision's kernels in the same run, forward and forward+backward.
 
-Run: ``python benchmarks/roi_ops.py``. Writes benchmarks/results/roi_ops.json and roi_ops.md.
-CPU with 2 threads; CUDA rows too when a GPU is present (``ROI_BENCH=cuda``: only those, written to
-roi_ops_cuda.{json,md}). Two conditions, one after the other: the machine as it is, and with one
-competing busy process (``benchmarks/busy.py``). Each time is the median of several repeats, ours and
-the reference alternating, so both see the same machine load.
+Run: ``python benchmarks/roi_ops.py``. Writes lectures_code/results/benchmarks/roi_ops.json and roi_ops.md.
+CPU with 2 threads (``BENCH_DEVICE=cuda``: the CUDA rows instead, written to roi_ops_cuda.{json,md}).
+Two conditions, one after the other: the machine as it is, and with one competing busy process
+(``benchmarks/busy.py``). Each time is the median of several repeats, ours and the reference
+alternating, so both see the same machine load.
 
 Setup (the Faster R-CNN box head): 2 images of 800 x 800 px, a stride-16 feature map of
 C = 256 x 50 x 50, 256 boxes with centers uniform in the image and sides uniform in [16, 400] px
@@ -16,7 +16,6 @@ that row meets it in each condition.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -25,7 +24,16 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import condition_details, environment, in_both_conditions, median_ms, row, write_results  # noqa: E402
+from timing import (  # noqa: E402
+    bench_device,
+    condition_details,
+    environment,
+    in_both_conditions,
+    median_ms,
+    results_stem,
+    row,
+    write_results,
+)
 
 from lectures_code.ops.roi_align import roi_align  # noqa: E402
 from lectures_code.ops.roi_pool import roi_pool  # noqa: E402
@@ -106,10 +114,8 @@ def measure(devices: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    only_cuda = os.environ.get("ROI_BENCH") == "cuda"
-    devices = [] if only_cuda else ["cpu"]
-    devices += ["cuda"] if torch.cuda.is_available() else []
-    stem = "roi_ops_cuda" if only_cuda else "roi_ops"
+    devices = [bench_device()]
+    stem = results_stem("roi_ops")
     torch.set_num_threads(2)
     conditions = in_both_conditions(lambda: measure(devices))
     for condition in conditions:
@@ -120,7 +126,7 @@ def main() -> None:
         "note": "Ratio = ours / torchvision (< 1: ours is faster), medians of interleaved repeats. 2 images, "
         "feature map C=256 x 50 x 50 (stride 16 on 800 x 800 px), 256 boxes with sides uniform in [16, 400] px, "
         "7 x 7 output. fwd+bwd = forward and backward of a fixed random upstream gradient w.r.t. the feature map.",
-        "command": ("ROI_BENCH=cuda " if only_cuda else "") + "python benchmarks/roi_ops.py",
+        "command": ("BENCH_DEVICE=cuda " if devices == ["cuda"] else "") + "python benchmarks/roi_ops.py",
         "environment": environment(),
         "conditions": conditions,
     }

@@ -11,7 +11,7 @@
 
 No reference implementation is installed (OpenCV's ximgproc Selective Search lives in
 opencv-contrib-python, which is not a dependency), so the reference columns read "n/a".
-Run: python benchmarks/selective_search.py -> benchmarks/results/selective_search.{json,md}
+Run: python benchmarks/selective_search.py -> lectures_code/results/benchmarks/selective_search.{json,md}
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from skimage.transform import resize
 
 from lectures_code.detection.selective_search import proposal_recall, selective_search
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 STRATEGIES = ("single", "fast", "quality")
 
 

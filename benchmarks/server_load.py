@@ -13,7 +13,7 @@ moment from its own thread, the way a class of students opening the demos at onc
 A request is the Gradio HTTP API as a browser-less client uses it: POST /demos/<name>/gradio_api/call/<api>
 with the inputs, then read the event stream until "complete" (success) or "error". Latency = both steps.
 Records, per scenario: errors, wall time, p50/p95 latency per demo and overall, and whether /healthz still
-answered afterwards. Writes benchmarks/results/server_load.{json,md}.
+answered afterwards. Writes lectures_code/results/benchmarks/server_load.{json,md}.
 The helpers (`call`, `run_at_once`, `MIXED_CASES`, `summarize`) are also the suite's load test.
 
 Run: python benchmarks/server_load.py [--url http://127.0.0.1:8000] [--requests 60] [--baseline DIR]
@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "benchmarks" / "results"
+RESULTS = REPO_ROOT / "lectures_code" / "results" / "benchmarks"  # package data
 
 # (demo, api_name, inputs): every public endpoint once, with the values a reader sees when the page opens
 MIXED_CASES = [

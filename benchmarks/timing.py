@@ -15,10 +15,25 @@ import torch
 import torchvision
 from busy import busy_process
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 
 # (key in the JSON, label in the Chinese .md)
 CONDITIONS = (("quiet", "无额外负载"), ("busy", "另有一个忙碌进程"))
+
+
+def bench_device() -> str:
+    """"cpu", or "cuda" with ``BENCH_DEVICE=cuda`` (benchmarks/cuda_check.py on a GPU machine): the CPU rows the
+    pages show are measured on a small CPU machine, the CUDA rows separately, into ``<stem>_cuda`` files."""
+    device = os.environ.get("BENCH_DEVICE", "cpu")
+    if device not in ("cpu", "cuda"):
+        raise SystemExit(f"BENCH_DEVICE must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("BENCH_DEVICE=cuda but torch sees no CUDA device")
+    return device
+
+
+def results_stem(stem: str) -> str:
+    return stem if bench_device() == "cpu" else f"{stem}_cuda"
 
 
 def median_ms(ours, reference, device: str, repeats: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Our Faster R-CNN / FCOS / RetinaNet next to torchvision's own detector classes, built and trained the same way.
 
 Run: ``python benchmarks/torchvision_detectors.py [--models faster_rcnn fcos retinanet] [--step-time-only]``.
-Writes benchmarks/results/torchvision_detectors.json and .md (a ``--step-time-only`` run updates only the
+Writes lectures_code/results/benchmarks/torchvision_detectors.json and .md (a ``--step-time-only`` run updates only the
 step-time fields of the models it ran and keeps the rest).
 
 torchvision's ``FasterRCNN`` / ``FCOS`` / ``RetinaNet`` get OUR backbone (and, for the one-stage models, our
@@ -70,7 +70,7 @@ from lectures_code.metrics.coco_eval import named_stats  # noqa: E402
 from lectures_code.progress import progress_bar  # noqa: E402
 from lectures_code.training import Recipe, fit, optimizer_step, warmup_cosine  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "lectures_code" / "results" / "benchmarks"  # package data
 IMAGE_SIZE = 128  # DigitCanvases are 128 x 128
 MODELS = ("faster_rcnn", "fcos", "retinanet")
 TITLES = {"faster_rcnn": "Faster R-CNN", "fcos": "FCOS", "retinanet": "RetinaNet"}

@@ -2,7 +2,7 @@
 
 A page holds ``<!-- table:NAME -->``; ``TABLES[NAME]()`` returns the Markdown that replaces it. The numbers
 come from the JSON files that the training commands (lectures_code/results/*.json) and the benchmark scripts
-(benchmarks/results/*.json) write: the JSON is the one source of truth, no number is typed here. Each
+(lectures_code/results/benchmarks/*.json) write: the JSON is the one source of truth, no number is typed here. Each
 table is written for the Chinese notes: the table and one sentence stay in the text, and how the number
 was measured (machine, threads, command, repeats) goes into a collapsed ``??? note "测量方法"`` box.
 English strings of a JSON file (case names, settings) are translated through the small maps below, which
@@ -15,12 +15,10 @@ import json
 import re
 from collections.abc import Callable
 from fractions import Fraction
-from pathlib import Path
 
 from lectures_code import results
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCHMARK_DIR = ROOT / "benchmarks" / "results"
+BENCHMARK_DIR = results.BENCHMARK_DIR
 BENCHMARK_DETECTORS = BENCHMARK_DIR / "detectors.json"
 
 
@@ -30,7 +28,7 @@ def load_result(name: str) -> dict:
 
 
 def load_benchmark(name: str) -> dict:
-    """benchmarks/results/<name>.json, written by ``python benchmarks/<name>.py``."""
+    """lectures_code/results/benchmarks/<name>.json, written by ``python benchmarks/<name>.py``."""
     path = BENCHMARK_DIR / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `python benchmarks/{name}.py` to produce it")
@@ -360,7 +358,7 @@ def lecture14_detectors() -> str:
     """R-CNN (Lecture 13) next to the Lecture 14 detectors, as in the lecture's comparison.
 
     Accuracy and training time come from each model's training record; the per-canvas timings from
-    benchmarks/results/detectors.json, where all detectors were timed in one run.
+    lectures_code/results/benchmarks/detectors.json, where all detectors were timed in one run.
     """
     lecture13 = load_result("lecture13_detectors")
     lecture14 = load_result("lecture14_detectors")
@@ -525,7 +523,7 @@ def cuda_status() -> str:
     rows = []
     for check in CHECKS:
         outcome = (done or {}).get("checks", {}).get(check.id)
-        if outcome is None:
+        if outcome is None or outcome["status"] == "not run":
             rows.append([check.description, "尚未在 GPU 上运行"])
         elif outcome["status"] == "passed":
             rows.append([check.description, f"通过（{outcome['summary']}）"])

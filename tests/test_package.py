@@ -75,6 +75,9 @@ def test_list_run_and_evaluate_work_from_another_directory(installed):
     recorded = run(installed, "-c",
                    "from lectures_code import results; print(len(results.read('lecture14_detectors')))")
     assert recorded.returncode == 0 and int(recorded.stdout) >= 5, recorded.stderr
+    tables = run(installed, "-c",
+                 "from lectures_code.tables import TABLES; print(sum(len(f()) for f in TABLES.values()))")
+    assert tables.returncode == 0 and int(tables.stdout) > 10_000, tables.stderr  # every table from package data
 
 
 def test_ship_writes_to_the_user_folder_and_evaluate_then_loads_it(installed):

@@ -74,7 +74,7 @@ def test_the_english_check_catches_a_sentence():
 
 @pytest.fixture
 def benchmark_copy(tmp_path, monkeypatch):
-    """A copy of benchmarks/results/*.json that the tables read instead of the real one."""
+    """A copy of lectures_code/results/benchmarks/*.json that the tables read instead of the real one."""
     for path in tables.BENCHMARK_DIR.glob("*.json"):
         shutil.copy(path, tmp_path / path.name)
     monkeypatch.setattr(tables, "BENCHMARK_DIR", tmp_path)
@@ -155,7 +155,7 @@ def test_pages_do_not_render_the_cuda_results_or_english_benchmark_notes():
         text = page.read_text(encoding="utf-8")
         assert "_cuda.md" not in text
         for name in ("coco_eval", "selective_search", "detectors", "fpn_roi_levels", "torchvision_detectors"):
-            assert f'benchmarks/results/{name}.md"' not in text
+            assert f'lectures_code/results/benchmarks/{name}.md"' not in text
     source = Path(tables.__file__).read_text(encoding="utf-8")
     assert "_cuda.json" not in source and "_cuda.md" not in source  # GPU results come from cuda_report.json only
 

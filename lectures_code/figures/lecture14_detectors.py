@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from lectures_code.figures.lecture13 import _png, _svg
 from lectures_code.ops.boxes import box_iou
 from lectures_code.plotting import PALETTE, draw_boxes, show_image
 
-BENCHMARK_DETECTORS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "detectors.json"
+BENCHMARK_DETECTORS = results.BENCHMARK_DIR / "detectors.json"
 NUM_CANDIDATES = 60  # canvases searched for a good example (the first 60 test canvases)
 
 DETECTORS = [entry for entry in registry.MODELS.values() if entry.task == "detection"]  # in the lecture's order
@@ -223,7 +222,7 @@ def figure_detections(canvases: tuple[int, ...] = (0, 1, 2, 3)) -> bytes:
 
 def speed_accuracy_points() -> list[dict]:
     """[{"name", "kind", "ms", "ap", "ap50"}]: AP from the training records (the registry names each one's file
-    and key), test ms per canvas (CPU, batch 1, proposals included) from benchmarks/results/detectors.json
+    and key), test ms per canvas (CPU, batch 1, proposals included) from lectures_code/results/benchmarks/detectors.json
     (one run, all detectors)."""
     timings = json.loads(BENCHMARK_DETECTORS.read_text())["detectors"]
     points = []

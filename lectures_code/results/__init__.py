@@ -6,6 +6,7 @@ produce them, never by hand:
     lecture13_detectors.json    ``lectures train single-object | rcnn --ship``: one record per model
     lecture14_detectors.json    ``lectures train fast-rcnn | faster-rcnn | ... --ship``
     lecture13_transfer.json     ``python -m lectures_code.lecture13.transfer_learning``
+    benchmarks/<name>.json/.md  ``python benchmarks/<name>.py`` (the speed comparisons the pages show)
 
 Outside a source checkout (an installed package), new records go to the user's folder
 (``$LECTURES_CODE_HOME/results``) instead of the installed package.
@@ -18,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 
 from lectures_code import checkpoints
+
+BENCHMARK_DIR = Path(str(resources.files(__name__) / "benchmarks"))
 
 
 def package_path(name: str) -> Path:
