@@ -1,12 +1,12 @@
 """From-scratch PyTorch code for EECS 498.008 (Winter 2022), Lectures 12-18.
 
-Layout (imports flow downwards only):
+Layout (imports flow from the foundation up; tests/test_layout.py enforces the direction):
 
-    device.py           picks CUDA, then MPS, then CPU (override: LECTURES_DEVICE)
-    data/               data sets built from real images that ship with packages
-    lecture12/          Deep Learning Software: every code example of the lecture
-    detection/          Lectures 13-14: boxes, NMS, evaluation, proposals, detectors
-    cli.py              `lectures ...` / `python -m lectures_code ...`
+    foundation   ops/ (tensor functions), metrics/, data/, checkpoints/, results/, plotting/, device.py
+    models       detection/ (Lectures 13-14), models/ (EfficientNet-Lite0); segmentation/, rnn/, ... to come
+    training     training/: THE loop (fit), recipes, torchrun/DDP, records
+    on top       registry.py (every trainable model), lecture12/ 13/ 14/ (page examples), figures/,
+                 tables.py, demos/ (Gradio + the server), cli.py (`lectures ...` / `python -m lectures_code`)
 """
 
 from lectures_code.device import get_device
