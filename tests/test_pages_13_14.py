@@ -66,5 +66,5 @@ def test_lecture14_follows_the_slides():
              "### RetinaNet", "### FCOS", "## 检测器对比"]
     positions = [next(i for i, h in enumerate(headings) if h.startswith(prefix)) for prefix in order]
     assert positions == sorted(positions)
-    fpn_code = PAGES[14].read_text(encoding="utf-8").index('--8<-- "lectures_code/detection/fcos.py:fpn"')
+    fpn_code = PAGES[14].read_text(encoding="utf-8").index('--8<-- "lectures_code/detection/backbones.py:fpn"')
     assert fpn_code < PAGES[14].read_text(encoding="utf-8").index("### RetinaNet")

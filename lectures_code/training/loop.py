@@ -174,9 +174,9 @@ def fit(
         batches = data.batches(epoch, recipe.batch_size, seed, recipe.steps_per_epoch)
         finished = True
         for position, indices in enumerate(batches):
+            if len(indices) < context.world_size:  # a last minibatch smaller than the number of processes:
+                continue  # every process skips it (one with an empty share would leave the others waiting)
             shard = distributed.shard(indices, context)
-            if len(shard) == 0:  # a last minibatch smaller than the number of processes: all skip it
-                continue
             # --8<-- [start:train_step]
             batch = data.collate(shard, device)  # the model's forward arguments, on the device
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):

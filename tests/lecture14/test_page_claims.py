@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,12 +20,13 @@ import torchvision
 from torchvision.models.detection import FCOS as TorchvisionFCOS
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 
+from lectures_code import results
 from lectures_code.detection import backbones, fcos
 from lectures_code.detection.fast_rcnn import FastRCNN
 from lectures_code.detection.faster_rcnn import FasterRCNN
 from lectures_code.ops.roi_align import roi_align
 
-RECORDS = Path(__file__).resolve().parents[2] / "docs" / "data" / "lecture14_detectors.json"
+RECORDS = results.package_path("lecture14_detectors")
 FCOS_PAPER_M = (0, 64, 128, 256, 512, math.inf)  # Tian et al. 2019, m2..m7: level P_i regresses (m_{i-1}, m_i]
 
 

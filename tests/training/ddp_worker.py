@@ -23,13 +23,14 @@ parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--batch-size", type=int, default=4)
 parser.add_argument("--max-steps", type=int)
 parser.add_argument("--checkpoint-path", type=Path)
+parser.add_argument("--size", type=int, default=24, help="training examples")
 args = parser.parse_args()
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = TinyNet()
-history = fit(model, Regression(), recipe(args.epochs, args.batch_size), seed=0, checkpoint_path=args.checkpoint_path,
-              progress=False, max_steps=args.max_steps)
+history = fit(model, Regression(args.size), recipe(args.epochs, args.batch_size), seed=0,
+              checkpoint_path=args.checkpoint_path, progress=False, max_steps=args.max_steps)
 context = distributed.setup("cpu")
 if context.is_main:
     torch.save({"state_dict": model.state_dict(), "history": history}, args.out)

@@ -72,6 +72,12 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(two_process_run, 
     assert resumed["history"]["total"] == pytest.approx(two_process_run["history"]["total"], abs=1e-6)
 
 
+def test_a_last_minibatch_smaller_than_the_processes_is_skipped_by_all(tmp_path):
+    out = tmp_path / "odd.pt"
+    torchrun(2, str(WORKER), str(out), "--size", "25", "--epochs", "1", timeout=180)  # 6 minibatches of 4, then 1
+    assert torch.load(out, weights_only=True)["history"]["steps"] == 6  # nobody waits on a process with nothing
+
+
 def test_lectures_train_nproc_2_runs_a_registry_model(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LECTURES_CODE_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "lectures_code", "train", "fcos", "--nproc", "2", "--num-train-images", "8",
