@@ -24,7 +24,7 @@ from lectures_code.data.digit_canvases import DigitCanvases
 from lectures_code.demos.common import BadInput, image_file, int_in_range
 from lectures_code.demos.lecture13_selective_search import read_upload
 from lectures_code.detection.rcnn import proposals_for
-from lectures_code.plotting import PALETTE, draw_boxes, show_image
+from lectures_code.plotting.boxes import detection_figure
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +73,7 @@ def load_image(source: str, index, upload) -> tuple[torch.Tensor, str, dict | No
 
 
 def _figure(image, result, proposals, target) -> Figure:
-    figure = Figure(figsize=(5.2, 5.2), dpi=100)
-    ax = figure.add_subplot(1, 1, 1)
-    show_image(ax, image)
-    if proposals is not None and len(proposals):
-        draw_boxes(ax, proposals, colors="#bbbbbb", linewidth=0.6, alpha=0.6)
-    if target is not None:
-        draw_boxes(ax, target["boxes"], colors="white", linestyle=":", linewidth=1.0)
-    colours = [PALETTE[int(label) % len(PALETTE)] for label in result["labels"].tolist()]
-    draw_boxes(ax, result["boxes"], labels=result["labels"].tolist(), scores=result["scores"].tolist(),
-               colors=colours, linewidth=2.0, fontsize=9)
+    figure, _ = detection_figure(image, result, proposals, target)
     figure.tight_layout(pad=0.2)
     return figure
 

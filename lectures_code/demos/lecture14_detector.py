@@ -39,7 +39,8 @@ from lectures_code.demos.lecture13_selective_search import read_upload
 from lectures_code.detection.anchors import AnchorLevel
 from lectures_code.detection.rcnn import proposals_for
 from lectures_code.ops.boxes import box_iou
-from lectures_code.plotting import PALETTE, draw_boxes, show_image
+from lectures_code.plotting import draw_boxes
+from lectures_code.plotting.boxes import detection_figure
 
 logger = logging.getLogger(__name__)
 
@@ -358,16 +359,7 @@ def _cell_overlay(run: Run, level: int, cell: tuple[int, int]):
 
 
 def _figure(image, result, proposals, target, cell_drawing) -> Figure:
-    figure = Figure(figsize=(5.2, 5.2), dpi=100)
-    ax = figure.add_subplot(1, 1, 1)
-    show_image(ax, image)
-    if proposals is not None and len(proposals):
-        draw_boxes(ax, proposals, colors="#bbbbbb", linewidth=0.6, alpha=0.7)
-    if target is not None:
-        draw_boxes(ax, target["boxes"], colors="white", linestyle=":", linewidth=1.0)
-    colours = [PALETTE[int(label) % len(PALETTE)] for label in result["labels"].tolist()]
-    draw_boxes(ax, result["boxes"], labels=result["labels"].tolist(), scores=result["scores"].tolist(),
-               colors=colours, linewidth=2.0, fontsize=9)
+    figure, ax = detection_figure(image, result, proposals, target)
     if cell_drawing is not None:
         if "anchors" in cell_drawing:
             draw_boxes(ax, cell_drawing["anchors"], colors="cyan", linestyle="--", linewidth=1.0)

@@ -71,17 +71,20 @@ def rounded_per_class(per_class_ap: dict, digits: int = 4) -> dict:
     return {digit: {k: round(v, digits) for k, v in ap.items()} for digit, ap in per_class_ap.items()}
 
 
-def detector_record(model, num_test_images: int = 200, progress: bool = False,
-                    evaluate: Callable = evaluate_detector) -> dict:
-    """What a training record says about a detector's test results: the 12 COCO numbers by name on
-    ``num_test_images`` canvases, AP per digit, the same on the first ``SUBSET`` canvases (what the tests
-    re-check) and the seconds per canvas (batch 1, on the model's device)."""
-    evaluation = evaluate(model, num_test_images, progress=progress)
-    subset = evaluate(model, min(SUBSET, num_test_images), progress=False)
+def coco_record(evaluation: dict, subset: dict) -> dict:
+    """What a training record says about a detector's test results, from two evaluations (dicts of
+    :func:`evaluate_on_canvases`): the 12 COCO numbers by name, AP per digit, and the same on the first
+    ``SUBSET`` canvases (what the tests re-check against the shipped model)."""
     return {
-        "test_images": num_test_images,
+        "test_images": evaluation["images"],
         "test": named_stats(evaluation["stats"]),
         "per_class_ap": rounded_per_class(evaluation["per_class_ap"]),
         f"test_first_{SUBSET}": named_stats(subset["stats"]),
-        "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
     }
+
+
+def detector_record(model, num_test_images: int = 200, progress: bool = False) -> dict:
+    """:func:`coco_record` of a detector's inference API and the seconds per canvas (batch 1, its device)."""
+    evaluation = evaluate_detector(model, num_test_images, progress=progress)
+    subset = evaluate_detector(model, min(SUBSET, num_test_images))
+    return coco_record(evaluation, subset) | {"seconds_per_test_image": round(evaluation["seconds_per_image"], 4)}

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from lectures_code.data.digit_canvases import NUM_CLASSES, CanvasDetectionSet
 from lectures_code.detection.backbones import small_backbone
-from lectures_code.detection.evaluation import SUBSET, evaluate_on_canvases, rounded_per_class
+from lectures_code.detection.evaluation import SUBSET, coco_record, evaluate_on_canvases
 from lectures_code.detection.faster_rcnn import (
     SMOOTH_L1_BETA,
     STRIDE,
@@ -59,7 +59,6 @@ from lectures_code.detection.faster_rcnn import (
 )
 from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.rcnn import proposals_for
-from lectures_code.metrics.coco_eval import named_stats
 from lectures_code.ops.roi_align import roi_align
 from lectures_code.ops.roi_pool import roi_pool
 from lectures_code.progress import progress_bar
@@ -299,11 +298,7 @@ def evaluation_record(model: FastRCNN, num_test_images: int = 200, progress: boo
     image would see); the first-40 subset that the tests re-check reads the proposal cache."""
     evaluation = evaluate_fast_rcnn(model, num_test_images, cached_proposals=False, progress=progress)
     subset = evaluate_fast_rcnn(model, min(SUBSET, num_test_images), progress=False)
-    return {
-        "test_images": num_test_images,
-        "test": named_stats(evaluation["stats"]),
-        "per_class_ap": rounded_per_class(evaluation["per_class_ap"]),
-        f"test_first_{SUBSET}": named_stats(subset["stats"]),
+    return coco_record(evaluation, subset) | {
         "seconds_per_test_image": round(evaluation["seconds_per_image"], 4),
         "seconds_per_test_image_without_proposals": round(evaluation["seconds_per_image_without_proposals"], 4),
         "proposal_seconds": {

@@ -49,11 +49,10 @@ import torch.nn.functional as F
 from lectures_code.data.digit_canvases import NUM_CLASSES, DigitCanvases
 from lectures_code.data.training_set import TrainingSet
 from lectures_code.detection.backbones import conv_block
-from lectures_code.detection.evaluation import SUBSET, digit_coco_ap, rounded_per_class
+from lectures_code.detection.evaluation import SUBSET, coco_record, digit_coco_ap
 from lectures_code.detection.inference import inference_settings
 from lectures_code.detection.rcnn_targets import crop_and_warp, label_proposals
 from lectures_code.detection.selective_search import selective_search
-from lectures_code.metrics.coco_eval import named_stats
 from lectures_code.ops.box_coding import decode_boxes, encode_boxes
 from lectures_code.ops.nms import batched_nms
 from lectures_code.progress import progress_bar
@@ -472,11 +471,7 @@ def evaluation_record(model: RCNN, num_test_images: int = 200, progress: bool = 
     for index in range(len(test_set)):
         proposals_for(test_set[index][0])
     search_seconds = (time.perf_counter() - start) / len(test_set)
-    return {
-        "test_images": num_test_images,
-        "test": named_stats(evaluation["stats"]),
-        "per_class_ap": rounded_per_class(evaluation["per_class_ap"]),
-        f"test_first_{SUBSET}": named_stats(subset["stats"]),
+    return coco_record(evaluation, subset) | {
         "seconds_per_test_image": {
             "selective_search": round(search_seconds, 4),
             "crops_cnn_nms": round(evaluation["seconds_per_image"]["detect"], 4),

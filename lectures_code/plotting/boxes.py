@@ -142,3 +142,25 @@ def draw_boxes(
                     va="top" if text_inside else "bottom", ha="left", clip_on=True,
                     bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0, "alpha": 0.85 * alpha})
     return patches
+
+
+def detection_figure(image, detections: dict, proposals=None, target: dict | None = None, size: float = 5.2):
+    """A Figure of one image with a detector's output, as the demos show it: (Figure, its Axes).
+
+    ``detections`` {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D]} drawn in the digit's colour with
+    "digit score" tags; ``proposals`` [P, 4] as thin grey boxes under them; the ground truth ``target``
+    {"boxes"} as white dotted boxes. The Axes is returned so that a demo can draw more on it.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(size, size), dpi=100)
+    ax = figure.add_subplot(1, 1, 1)
+    show_image(ax, image)
+    if proposals is not None and len(proposals):
+        draw_boxes(ax, proposals, colors="#bbbbbb", linewidth=0.6, alpha=0.65)
+    if target is not None:
+        draw_boxes(ax, target["boxes"], colors="white", linestyle=":", linewidth=1.0)
+    labels = [int(label) for label in detections["labels"].tolist()]
+    draw_boxes(ax, detections["boxes"], labels=labels, scores=detections["scores"].tolist(),
+               colors=[PALETTE[label % len(PALETTE)] for label in labels], linewidth=2.0, fontsize=9)
+    return figure, ax
