@@ -59,6 +59,7 @@ SOURCES = ("sketch", "canvas", "upload")
 # The detectors: the registry's Lecture 14 entries, run through their inference API
 
 DETECTORS = {entry.title: entry for entry in registry.MODELS.values() if entry.lecture == 14}  # name -> entry
+DEFAULT_DETECTOR = "Faster R-CNN"  # the lecture's centre piece; the list itself follows the lecture's order
 
 
 @dataclass
@@ -395,7 +396,8 @@ def _control_updates(detector):
 def build_demo() -> gr.Blocks:
     shipped = shipped_detectors()
     names = shipped or list(DETECTORS)  # with nothing shipped the handler explains what is missing
-    proposal_box, proposal_count, cell_box, level_slider, x_slider, y_slider = _control_updates(names[0])
+    default = DEFAULT_DETECTOR if DEFAULT_DETECTOR in names else names[0]
+    proposal_box, proposal_count, cell_box, level_slider, x_slider, y_slider = _control_updates(default)
     with gr.Blocks(title="Lecture 14 · 训练好的检测器", analytics_enabled=False) as demo:
         gr.Markdown(f"## Lecture 14 · {' / '.join(names)}\n"
                     "在数字画布上从零训练的检测器。手写几个数字（黑字白底或白字黑底都行），或选一张测试画布，"
@@ -413,7 +415,7 @@ def build_demo() -> gr.Blocks:
                 upload = image_file(label="上传图片（PNG / JPEG）", type="filepath", file_count="single",
                                     elem_id="det14-upload")
             with gr.Column(scale=1):
-                detector = gr.Radio(names, value=names[0], label="检测器 (detector)", elem_id="det14-model")
+                detector = gr.Radio(names, value=default, label="检测器 (detector)", elem_id="det14-model")
                 score = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="分数阈值 (score threshold)",
                                   elem_id="det14-score")
                 nms_iou = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="NMS IoU 阈值 (NMS IoU threshold)",

@@ -109,8 +109,9 @@ def figure_anchors() -> bytes:
     axes[1].plot([col * STRIDE], [row * STRIDE], "w+", markersize=10, markeredgewidth=2)
     axes[1].set_xlim(0, size)
     axes[1].set_ylim(size, 0)
-    axes[1].set_title(f"格 (行 {row}, 列 {col}) 的 K = {k} 个锚框\n大小 {list(ANCHOR_SIZES)} × 长宽比 h/w "
-                      f"{[f'{r:g}' for r in ANCHOR_RATIOS]}（颜色）", fontsize=10)
+    sizes, ratios = ", ".join(f"{s:g}" for s in ANCHOR_SIZES), ", ".join(f"{r:g}" for r in ANCHOR_RATIOS)
+    axes[1].set_title(f"格 (行 {row}, 列 {col}) 的 K = {k} 个锚框：\n大小 {sizes} × 长宽比 h/w {ratios}（颜色）",
+                      fontsize=10)
     show_image(axes[2], image)
     draw_boxes(axes[2], anchors[positive], colors=[PALETTE[int(i) % len(PALETTE)] for i in owner], linewidth=0.8,
                alpha=0.8)
@@ -118,6 +119,7 @@ def figure_anchors() -> bytes:
     axes[2].set_title(f"{len(anchors)} 个锚框中的正例：{len(positive)} 个\n"
                       f"（IoU ≥ 0.7，或是某个真实框 IoU 最大的锚框）", fontsize=10)
     fig.suptitle(f"Faster R-CNN 的锚框：stride {STRIDE}，{grid}×{grid} 个位置 × {k} = {len(anchors)} 个", fontsize=11)
+    fig.get_layout_engine().set(h_pad=0.08)  # room between the two-line titles and the suptitle
     return _png(fig)
 
 

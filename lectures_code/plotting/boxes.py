@@ -86,6 +86,14 @@ def _per_box(values, n: int, name: str) -> list:
     return values
 
 
+def _text_colour(background) -> str:
+    """Black on a light tag (e.g. a white ground-truth box), white on a dark one."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(background)
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.6 else "white"
+
+
 def draw_boxes(
     ax,
     boxes_xyxy,
@@ -138,7 +146,7 @@ def draw_boxes(
         if score is not None:
             parts.append(f"{float(score):.2f}")
         if parts:
-            ax.text(x1, y1, " ".join(parts), fontsize=fontsize, color="white", alpha=alpha,
+            ax.text(x1, y1, " ".join(parts), fontsize=fontsize, color=_text_colour(color), alpha=alpha,
                     va="top" if text_inside else "bottom", ha="left", clip_on=True,
                     bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0, "alpha": 0.85 * alpha})
     return patches
