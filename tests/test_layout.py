@@ -30,7 +30,7 @@ FOUNDATION = {
     "progress": set(),
     "ops": set(),  # pure tensor functions: nothing of ours
     "metrics": {"ops"},
-    "data": set(),
+    "data": {"progress"},
     "checkpoints": set(),
     "plotting": set(),
     "results": {"checkpoints"},

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lectures_code.data.training_set import TrainingSet
+from lectures_code.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
@@ -234,18 +235,17 @@ class DigitCanvases(Dataset):
 
 
 def render_canvases(split: str, size: int, seed: int = 0, max_objects: int = 4, canvas_size: int = 128,
-                    progress=None) -> tuple[torch.Tensor, list[dict]]:
+                    progress: bool = False) -> tuple[torch.Tensor, list[dict]]:
     """Render the first ``size`` canvases of a split once: (uint8 images [N, 3, S, S], N targets
     {"boxes" float32 [K, 4] xyxy, "labels" int64 [K]}).
 
     Rendering a canvas costs a few milliseconds, far more than a training step's share of it, so the
-    training sets render once and keep uint8 pixels (4x less memory than float32). ``progress`` wraps
-    the range (e.g. a tqdm bar) when given.
+    training sets render once and keep uint8 pixels (4x less memory than float32). ``progress`` shows a bar.
     """
     dataset = DigitCanvases(split, size=size, canvas_size=canvas_size, max_objects=max_objects, seed=seed)
     images = torch.empty(size, 3, canvas_size, canvas_size, dtype=torch.uint8)
     targets = []
-    for index in (progress or iter)(range(size)):
+    for index in progress_bar(range(size), progress, f"render ({split})"):
         image, target = dataset[index]
         images[index] = (image * 255).round().to(torch.uint8)
         targets.append({"boxes": target["boxes"], "labels": target["labels"]})
@@ -256,7 +256,7 @@ class CanvasDetectionSet(TrainingSet):
     """The first ``size`` canvases of a split, rendered once, for detectors whose forward takes
     ``(images, targets)``: collate gives {"images": float32 [B, 3, S, S] in [0, 1], "targets": B dicts}."""
 
-    def __init__(self, split: str = "train", size: int = 1000, seed: int = 0, progress=None):
+    def __init__(self, split: str = "train", size: int = 1000, seed: int = 0, progress: bool = False):
         self.images, self.targets = render_canvases(split, size, seed, progress=progress)
 
     def __len__(self) -> int:

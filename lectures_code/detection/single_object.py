@@ -138,7 +138,8 @@ class SingleObjectSet(TrainingSet):
 
     def __init__(self, split: str = "train", size: int = 5000, seed: int = 0, progress: bool = False,
                  canvas_size: int = 128):
-        self.images, targets = render_canvases(split, size, seed, max_objects=1, canvas_size=canvas_size)
+        self.images, targets = render_canvases(split, size, seed, max_objects=1, canvas_size=canvas_size,
+                                               progress=progress)
         self.labels = torch.stack([t["labels"][0] for t in targets])  # int64 [N]
         self.boxes = torch.stack([t["boxes"][0] for t in targets])  # float32 [N, 4] xyxy pixels
 

@@ -36,7 +36,7 @@ def test_list_names_every_model_and_whether_it_is_shipped(capsys):
 def test_train_runs_the_shared_loop_and_records_the_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LECTURES_CODE_HOME", str(tmp_path))
     argv = ["train", "fcos", "--num-train-images", "4", "--epochs", "1", "--batch-size", "2", "--num-test-images",
-            "2", "--quiet", "--config", "num_convs=1", "--checkpoint-path", str(tmp_path / "run.pt")]
+            "2", "--config", "num_convs=1", "--checkpoint-path", str(tmp_path / "run.pt")]  # with progress bars
     assert main(argv) == 0
     out = capsys.readouterr().out
     record = json.loads(out[out.index("{"):])

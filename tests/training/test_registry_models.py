@@ -240,3 +240,11 @@ def test_mixed_precision_training_steps_on_cuda(name, tmp_path):
         image = DigitCanvases("test", size=1, seed=0)[0][0][None].cuda()
         result = model.predict(image, score_threshold=0.0)[0]
         assert result["boxes"].dtype == torch.float32 and torch.isfinite(result["boxes"]).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_training_set_builds_with_progress_bars(name, capsys):
+    data = registry.get(name).make_training_set(2, seed=0, progress=True)
+    assert len(data) >= 2 and len(data.batches(0, 2, seed=0)) >= 1
+    batch = data.collate(data.batches(0, 2, seed=0)[0], torch.device("cpu"))
+    assert isinstance(batch, dict) and batch
