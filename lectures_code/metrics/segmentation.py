@@ -219,7 +219,7 @@ class PanopticCounts:
 
 
 @dataclass
-class PanopticQuality:
+class PanopticScores:
     """PQ, SQ, RQ per category (float64 [C], NaN for a category absent from both sides) and averaged.
 
     ``averages[name]`` for name in ("all", "things", "stuff") is a dict with "pq", "sq", "rq" (floats,
@@ -363,7 +363,7 @@ def _match_segments(pred_segment: Tensor, pred_slot: Tensor, gt_segment: Tensor,
 
 
 # --8<-- [start:pq_decomposition]
-def panoptic_quality(counts: PanopticCounts) -> PanopticQuality:
+def panoptic_quality(counts: PanopticCounts) -> PanopticScores:
     """PQ = SQ x RQ per category, and their averages over all categories, things and stuff."""
     tp, fp, fn = (c.double() for c in (counts.true_positives, counts.false_positives, counts.false_negatives))
     occurs = (tp + fp + fn) > 0  # [C]; the others are left out of every average
@@ -377,5 +377,5 @@ def panoptic_quality(counts: PanopticCounts) -> PanopticQuality:
         chosen = kind & occurs
         averages[name] = {"pq": pq[chosen].mean().item(), "sq": sq[chosen].mean().item(),
                           "rq": rq[chosen].mean().item(), "n": int(chosen.sum())}
-    return PanopticQuality(counts.categories, counts.is_thing, pq, sq, rq, averages)
+    return PanopticScores(counts.categories, counts.is_thing, pq, sq, rq, averages)
 # --8<-- [end:pq_decomposition]

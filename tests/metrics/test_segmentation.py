@@ -18,6 +18,7 @@ from torchmetrics.functional.segmentation import mean_iou as torchmetrics_mean_i
 
 from lectures_code.metrics.segmentation import (
     PanopticCounts,
+    PanopticScores,
     confusion_matrix,
     foreground_iou,
     iou_per_class,
@@ -465,6 +466,7 @@ def test_hand_worked_panoptic_quality(device, stacked):
                 counts.false_negatives[i].item()) == (tp, fp, fn)
         assert exact(counts.iou_sum[i].item(), iou)
     quality = panoptic_quality(counts)
+    assert isinstance(quality, PanopticScores) and quality.categories == counts.categories
     for i, c in enumerate(counts.categories):
         if c == 8:  # absent from both: NaN, left out of the averages
             assert math.isnan(quality.pq[i].item()) and math.isnan(quality.sq[i].item())
