@@ -2,9 +2,37 @@
 
     coco_eval.py    coco_evaluate: the 12 COCO box numbers (AP@[.5:.95], AP50, ..., AR100), = pycocotools
     voc_ap.py       voc_ap: PASCAL VOC 2007 11-point and VOC 2010+ area-under-the-curve AP
+    segmentation.py confusion_matrix -> mean_iou / foreground_iou / pixel_accuracy;
+                    panoptic_counts -> panoptic_quality (PQ = SQ x RQ)
 """
 
 from lectures_code.metrics.coco_eval import STAT_NAMES, coco_evaluate, format_stats, named_stats
+from lectures_code.metrics.segmentation import (
+    PanopticCounts,
+    PanopticScores,
+    confusion_matrix,
+    foreground_iou,
+    iou_per_class,
+    mean_iou,
+    panoptic_counts,
+    panoptic_quality,
+    pixel_accuracy,
+)
 from lectures_code.metrics.voc_ap import voc_ap
 
-__all__ = ["STAT_NAMES", "coco_evaluate", "format_stats", "named_stats", "voc_ap"]
+__all__ = [
+    "STAT_NAMES",
+    "PanopticCounts",
+    "PanopticScores",
+    "coco_evaluate",
+    "confusion_matrix",
+    "foreground_iou",
+    "format_stats",
+    "iou_per_class",
+    "mean_iou",
+    "named_stats",
+    "panoptic_counts",
+    "panoptic_quality",
+    "pixel_accuracy",
+    "voc_ap",
+]
