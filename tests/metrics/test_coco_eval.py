@@ -291,7 +291,7 @@ def test_unknown_category_is_dropped_and_unknown_image_rejected():
 def test_bad_input_raises():
     gt, detections = make_dataset(0)
     with pytest.raises(ValueError, match="bbox"):
-        coco_evaluate(gt, detections, iou_type="segm")
+        coco_evaluate(gt, detections, iou_type="mask")
     with pytest.raises(ValueError, match="bbox"):
         coco_evaluate(gt, [{**detections[0], "bbox": [0, 0, 5]}])
     with pytest.raises(ValueError, match="score"):
