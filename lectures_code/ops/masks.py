@@ -4,9 +4,18 @@
 proposal. ``gt_masks`` [G, H, W] (bool, uint8 or float; the GT masks of one image), ``boxes`` [P, 4]
 xyxy float proposals in image pixels, ``matched_idxs`` [P] int64 (which GT each proposal matched).
 Returns float [P, M, M] in ``boxes``' dtype: the matched GT mask cut out along the proposal and
-resampled by RoI Align (``roi_align(gt_masks[:, None], rois, (M, M), 1.0)``, adaptive sampling,
+resampled by RoI Align, i.e. ``roi_align(gt_masks[:, None], rois, (M, M), 1.0)`` (adaptive sampling,
 aligned=False). The targets stay soft (fractions in [0, 1] along the mask's edge): Mask R-CNN feeds
 them to binary cross-entropy without thresholding.
+
+How: on a single channel RoI Align factorizes. Bin (i, j) averages bilinear samples over a grid of
+points (y_a, x_b), and a bilinear sample is a product of a weight along y and one along x (with
+torchvision's border rules, also products: see ``roi_align.linear_taps``), so the bin's value is
+``sum_{r, c} rows[i, r] * mask[r, c] * cols[j, c]`` with rows[i, r] = the mean over the bin's y samples
+of their weight on row r (cols likewise): the target of proposal p is ``rows_p @ mask @ cols_p^T``.
+The weights come from ``roi_align``'s own sampling (``sample_coords``, ``linear_taps``); the matrix
+products replace its gather of every sample's 4 cells, which for one channel and the large boxes of
+Mask R-CNN's training proposals is 10-30x faster (tested equal to ``roi_align`` and torchvision).
 
 ``paste_masks_in_image(masks, boxes, img_shape, padding=1)``: the inverse at test time. ``masks``
 [N, 1, M, M] float (probabilities of the predicted class), ``boxes`` [N, 4] xyxy float detections,
@@ -37,22 +46,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lectures_code.ops.roi_align import roi_align
+from lectures_code.ops.roi_align import linear_taps, sample_coords
+from lectures_code.ops.roi_pool import ceil_long, groups_by_key, true_divide
+
+
+# --8<-- [start:roi_align_weights]
+def roi_align_weights(start: Tensor, end: Tensor, bins: int, size: int) -> Tensor:
+    """RoI Align along one axis as a matrix [K, bins, size]: row b holds the weights with which bin b of
+    box k reads cells 0 .. size - 1 (aligned=False, adaptive sampling, spatial scale 1), the mean of its
+    samples' bilinear weights. ``start``, ``end``: [K] float box edges in cells."""
+    length = (end - start).clamp(min=1)  # aligned=False: a box is at least one cell wide
+    bin_size = true_divide(length, bins)  # [K]
+    grid = ceil_long(bin_size)  # [K] samples per bin, about one per cell
+    weights = start.new_zeros(len(start), bins, size)
+    for (g,), idx in groups_by_key(grid[:, None]):  # one iteration per distinct grid size
+        g = int(g)
+        cell, weight = linear_taps(sample_coords(start[idx], bin_size[idx], bins, g), size)  # [k, bins, g, 2]
+        weights[idx] = weights[idx].scatter_add_(2, cell.flatten(2), weight.flatten(2) / g)
+    return weights
+# --8<-- [end:roi_align_weights]
 
 
 # --8<-- [start:project_masks]
 def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int) -> Tensor:
-    """Mask R-CNN training targets [P, M, M]: GT mask ``matched_idxs[p]`` seen through proposal ``boxes[p]``."""
+    """Mask R-CNN training targets [P, M, M]: GT mask ``matched_idxs[p]`` seen through proposal ``boxes[p]``
+    (= ``roi_align(gt_masks[:, None], rois, (M, M), 1.0)[:, 0]``, computed as two matrix products)."""
     if gt_masks.dim() != 3:
         raise ValueError(f"gt_masks must be [G, H, W], got shape {list(gt_masks.shape)}")
     if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
         raise ValueError(f"boxes must be a float [P, 4] xyxy tensor, got {boxes.dtype} {list(boxes.shape)}")
     if matched_idxs.shape != boxes.shape[:1]:
         raise ValueError(f"matched_idxs must be [P] = [{boxes.shape[0]}], got {list(matched_idxs.shape)}")
-    rois = torch.cat([matched_idxs.to(boxes)[:, None], boxes], dim=1)  # [P, 5] (GT index, x1, y1, x2, y2)
-    # Each GT mask is a one-channel "feature map" at image resolution (spatial_scale 1): RoI Align
-    # samples the matched one on an M x M grid of bins inside the proposal.
-    return roi_align(gt_masks[:, None].to(rois), rois, (M, M), 1.0)[:, 0]
+    if len(matched_idxs) and not (0 <= int(matched_idxs.min()) and int(matched_idxs.max()) < len(gt_masks)):
+        raise ValueError(f"matched_idxs must index the {len(gt_masks)} GT masks")
+    _, height, width = gt_masks.shape
+    x1, y1, x2, y2 = boxes.unbind(1)  # [P] each
+    rows = roi_align_weights(y1, y2, M, height)  # [P, M, H]
+    cols = roi_align_weights(x1, x2, M, width)  # [P, M, W]
+    masks = gt_masks.to(boxes.dtype)
+    targets = boxes.new_zeros(len(boxes), M, M)
+    for gt in matched_idxs.unique().tolist():  # the proposals of one GT mask share the matrix products
+        p = torch.nonzero(matched_idxs == gt)[:, 0]
+        targets[p] = rows[p] @ masks[gt] @ cols[p].transpose(1, 2)  # [n, M, H] @ [H, W] @ [n, W, M]
+    return targets
 # --8<-- [end:project_masks]
 
 
@@ -87,7 +123,7 @@ def resize_weights(start: Tensor, end: Tensor, size: Tensor, length: int, source
     # float64 for a float32 ratio, then rounded to float32
     wide = torch.float64 if dtype in (torch.float32, torch.float16, torch.bfloat16) else dtype
     coord = (ratio.to(wide)[:, None] * (i.to(wide) + 0.5) - 0.5).to(dtype).clamp(min=0)  # [N, L]
-    low = coord.floor().long().clamp(max=source - 1)
+    low = coord.long().clamp(max=source - 1)  # coord >= 0: truncation is floor
     high = low + (low < source - 1).long()
     frac = (coord - low.to(dtype)).clamp(0, 1)  # weight of the high value
     weights = torch.zeros(start.shape[0], length, source, dtype=dtype, device=start.device)

@@ -8,6 +8,7 @@ import torch
 from torchvision.models.detection import roi_heads
 
 from lectures_code.ops.masks import paste_masks_in_image, project_masks_on_boxes
+from lectures_code.ops.roi_align import roi_align
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -47,6 +48,10 @@ def test_project_masks_matches_torchvision(device, dtype, seed):
         ref = roi_heads.project_masks_on_boxes(gt_masks, proposals, matched, M)
         assert ours.shape == ref.shape == (40, M, M) and ours.dtype == ref.dtype == dtype
         torch.testing.assert_close(ours, ref, atol=TOL[dtype], rtol=0)
+    # the factorized form is our roi_align on the masks as one-channel maps
+    rois = torch.cat([matched.to(proposals)[:, None], proposals], 1)
+    same = roi_align(gt_masks[:, None].to(dtype), rois, (14, 14), 1.0)[:, 0]
+    torch.testing.assert_close(project_masks_on_boxes(gt_masks, proposals, matched, 14), same, atol=TOL[dtype], rtol=0)
 
 
 @pytest.mark.parametrize("mask_dtype", [torch.bool, torch.uint8, torch.float32])
@@ -182,3 +187,5 @@ def test_paste_empty_and_bad_input(device):
         paste_masks_in_image(nan, boxes, (6, 7))
     with pytest.raises(ValueError, match="matched_idxs"):
         project_masks_on_boxes(masks[:, 0], boxes, torch.zeros(2, dtype=torch.long, device=device), 7)
+    with pytest.raises(ValueError, match="index the 3 GT masks"):
+        project_masks_on_boxes(masks[:, 0], boxes, torch.tensor([0, 3, 1], device=device), 7)
