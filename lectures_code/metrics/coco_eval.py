@@ -124,18 +124,16 @@ def _read_detections(detections: list, image_ids: np.ndarray, category_ids: np.n
 
 
 def _segmentations(records: list, what: str) -> RleBatch:
-    segmentations = []
-    for record in records:
-        segmentation = record.get("segmentation") if isinstance(record, dict) else None
-        if isinstance(segmentation, list):
-            raise ValueError(f"a {what} segmentation is a polygon: only RLE masks are supported, convert it "
-                             "(e.g. with lectures_code.metrics.rle.rle_encode of the rasterized mask)")
-        if not isinstance(segmentation, dict):
-            raise ValueError(f"every {what} needs a 'segmentation' RLE dict for iou_type='segm'")
-        segmentations.append(segmentation)
     try:
-        return read_rles(segmentations)
-    except ValueError as err:
+        return read_rles([record["segmentation"] for record in records])
+    except (KeyError, TypeError, ValueError) as err:  # find the culprit for a clear message
+        for record in records:
+            segmentation = record.get("segmentation") if isinstance(record, dict) else None
+            if isinstance(segmentation, list):
+                raise ValueError(f"a {what} segmentation is a polygon: only RLE masks are supported, convert "
+                                 "it (e.g. with lectures_code.metrics.rle.rle_encode of the rasterized mask)") from err
+            if not isinstance(segmentation, dict):
+                raise ValueError(f"every {what} needs a 'segmentation' RLE dict for iou_type='segm'") from err
         raise ValueError(f"{what} segmentation: {err}") from err
 
 

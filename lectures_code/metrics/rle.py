@@ -135,9 +135,15 @@ def strings_from_batch(batch: RleBatch) -> list[str]:
 
 def counts_from_strings(strings: list) -> tuple[np.ndarray, np.ndarray]:
     """Decode compressed counts (str or bytes each): (counts int64 [total], runs per string int64 [N])."""
-    raw = [s.encode("ascii") if isinstance(s, str) else bytes(s) for s in strings]
-    chars = np.frombuffer(b"".join(raw), dtype=np.uint8) - np.uint8(48)  # [characters], 5 bits + 0x20 "more"
-    string_end = np.cumsum([len(s) for s in raw], dtype=np.int64)  # [N]
+    try:
+        if set(map(type, strings)) == {str}:  # the usual case (JSON): one join, one encode
+            text = "".join(strings).encode("ascii")
+        else:
+            text = b"".join(s.encode("ascii") if isinstance(s, str) else bytes(s) for s in strings)
+    except UnicodeEncodeError as err:
+        raise ValueError("compressed RLE counts must be characters '0' (48) to 'o' (111)") from err
+    chars = np.frombuffer(text, dtype=np.uint8) - np.uint8(48)  # [characters], 5 bits + 0x20 "more"
+    string_end = np.cumsum(list(map(len, strings)), dtype=np.int64)  # [N]
     if (chars > 63).any():
         raise ValueError("compressed RLE counts must be characters '0' (48) to 'o' (111)")
     sizes = np.diff(string_end, prepend=0)
@@ -198,7 +204,13 @@ def read_rles(rles: list) -> RleBatch:
     except (TypeError, KeyError, ValueError) as err:
         raise ValueError("every RLE must be a dict with 'size' = [height, width] and 'counts'") from err
     _check_sizes(sizes)
-    compressed = np.array([isinstance(c, (str, bytes)) for c in counts_fields], dtype=bool)
+    kinds = set(map(type, counts_fields))
+    if kinds <= {str, bytes}:  # all compressed (no per-RLE check needed)
+        compressed = np.ones(len(rles), dtype=bool)
+    elif kinds <= {list, tuple, np.ndarray}:  # all uncompressed
+        compressed = np.zeros(len(rles), dtype=bool)
+    else:
+        compressed = np.array([isinstance(c, (str, bytes)) for c in counts_fields], dtype=bool)
     lengths = np.zeros(len(rles), dtype=np.int64)
     parts = []  # (RLE indices, their concatenated counts)
     which = np.flatnonzero(compressed)
@@ -209,9 +221,9 @@ def read_rles(rles: list) -> RleBatch:
     which = np.flatnonzero(~compressed)
     if len(which):
         lists = [counts_fields[i] for i in which]
-        if not all(isinstance(c, (list, tuple, np.ndarray)) for c in lists):
+        if not set(map(type, lists)) <= {list, tuple, np.ndarray}:
             raise ValueError("RLE 'counts' must be a list of ints (uncompressed) or a str / bytes (compressed)")
-        lengths[which] = [len(c) for c in lists]
+        lengths[which] = list(map(len, lists))
         try:
             counts = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths[which].sum()))
         except (TypeError, ValueError) as err:
@@ -336,8 +348,8 @@ def mask_runs(batch: RleBatch) -> MaskRuns:
     """The foreground runs (the odd counts: runs alternate, background first) and what follows from them."""
     n = len(batch.heights)
     end = np.cumsum(batch.counts)  # [counts] where each run ends, masks laid end to end (they sum to H * W)
-    odd = _odd_in_segment(batch.offsets, batch.lengths)
-    end, length = end[odd], batch.counts[odd]  # [F]
+    odd = np.flatnonzero(_odd_in_segment(batch.offsets, batch.lengths))
+    end, length = end.take(odd), batch.counts.take(odd)  # [F]
     runs = batch.lengths // 2  # [N] a foreground run after every background run
     origin = _origins(batch)
     first_run = np.cumsum(runs) - runs
@@ -384,8 +396,12 @@ def _covered(a: MaskRuns, a_index: np.ndarray, first: np.ndarray, stop: np.ndarr
         run = np.maximum(np.searchsorted(b.start, x, side="right") - 1, 0)  # the last run starting <= x
         return b.before[run] + np.clip(x - b.start[run], 0, b.end[run] - b.start[run])
 
+    # Pairs in the order of b's masks, so that the positions searched for increase (almost) throughout:
+    # numpy's binary search then starts from the previous answer.
+    order = np.argsort(b_index, kind="stable")
+    a_index, first, stop, b_index = a_index[order], first[order], stop[order], b_index[order]
     runs = stop - first  # [P]
-    pair = np.repeat(np.arange(len(runs)), runs)  # [Q]
+    pair = np.repeat(order, runs)  # [Q] (original pair numbers)
     run = np.arange(len(pair)) + np.repeat(first - (np.cumsum(runs) - runs), runs)  # [Q] run of a
     shift = np.repeat(b.origin[b_index] - a.origin[a_index], runs)  # pixel p of mask a -> pixel p of mask b
     # a run [s, e) of a covers F(e) - F(s) pixels of b, F(x) = b's foreground pixels before x

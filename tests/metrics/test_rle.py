@@ -187,8 +187,9 @@ def test_bad_rles_raise():
         rle_decode({"size": [3, 3], "counts": [0, 1, 3, 1, 3]})
     with pytest.raises(ValueError, match=">= 0"):
         rle_area({"size": [3, 3], "counts": [5, -1, 5]})
-    with pytest.raises(ValueError, match="characters"):
-        rle_area({"size": [3, 3], "counts": "0 1"})
+    for text in ("0 1", "0é1"):
+        with pytest.raises(ValueError, match="characters"):
+            rle_area({"size": [3, 3], "counts": text})
     with pytest.raises(ValueError, match="middle of a number"):
         rle_area({"size": [3, 3], "counts": "0P"})  # 'P' = 48 + 0x20: "more characters follow"
     with pytest.raises(ValueError, match="size"):
