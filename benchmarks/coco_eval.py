@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import json
+import multiprocessing
 import platform
 import statistics
 import sys
@@ -138,12 +140,18 @@ def run_faster_coco_eval(gt, detections, iou_type="bbox"):
 
 
 def time_all(runners, gt, detections, repeats):
-    """Median ms per runner; the runners take turns in every round so that machine load hits all alike."""
+    """Median ms per runner; the runners take turns in every round so that machine load hits all alike.
+
+    Before each run (outside the timer) the garbage collector cleans up after the previous one: otherwise
+    a full collection triggered by one runner's allocations walks all objects the last runner and the
+    deep copies left behind, and lands in whichever runner happens to be next.
+    """
     times = {name: [] for name in runners}
     stats = {}
     for _ in range(repeats):
         for name, fn in runners.items():
             gt_copy, det_copy = copy.deepcopy(gt), copy.deepcopy(detections)
+            gc.collect()
             start = time.perf_counter()
             stats[name] = fn(gt_copy, det_copy)
             times[name].append(time.perf_counter() - start)
@@ -201,9 +209,11 @@ def write_markdown(payload: dict) -> None:
     details = [
         machine_line,
         conditions_line,
-        f"每个时间是 {payload['repeats']} 轮的中位数：每轮里我们的实现、pycocotools 和 faster-coco-eval 各运行一次，"
+        f"每种情形在一个新进程里测量；每个时间是 {payload['repeats']} 轮的中位数：每轮里我们的实现、pycocotools 和 "
+        "faster-coco-eval 各运行一次，"
         "经历同样的机器负载；比值 = 参考实现 ms / 我们 ms，大于 1 表示我们更快。每次计时包括从 JSON 字典到 12 个指标的"
-        "全过程（建索引、loadRes、匹配、累积和汇总）；参考实现会修改输入，它们需要的深拷贝在计时之外完成。"
+        "全过程（建索引、loadRes、匹配、累积和汇总）；参考实现会修改输入，它们需要的深拷贝在计时之外完成，"
+        "每次计时前先做一次垃圾回收（`gc.collect()`，不计时），免得上一个实现留下的对象由下一个实现来回收。"
         f"我们与参考实现的 12 个指标之差，所有情形中最大为 {max_diff:g}（每行的值见 JSON 的 max_stats_diff）。",
         "边界框：每张图 20 个真实框（约 2% 为 crowd）、100 个检测，10 个类别，分数保留 3 位小数（很多同分）。"
         "分割掩码：每张图 20 个椭圆真实掩码（半径 4 到 150 像素，约 2% 为 crowd）、50 个检测（每个真实掩码的 2 个"
@@ -214,13 +224,23 @@ def write_markdown(payload: dict) -> None:
     (RESULTS / "coco_eval.md").write_text("\n".join(lines) + "\n")
 
 
-def main(repeats: int = REPEATS) -> None:
+def measure_in_this_process(iou_type: str, repeats: int) -> list[dict]:
     torch.set_num_threads(2)
-    datasets = {"bbox": make_dataset(), "segm": make_mask_dataset()}
+    gt, detections = make_dataset() if iou_type == "bbox" else make_mask_dataset()
+    return measure_case(iou_type, gt, detections, repeats)
+
+
+def main(repeats: int = REPEATS) -> None:
+    torch.set_num_threads(2)  # as in the measuring processes (environment() reports it)
 
     def measure():
-        return [row for iou_type, (gt, detections) in datasets.items()
-                for row in measure_case(iou_type, gt, detections, repeats)]
+        # each case in a fresh process: what the box case's reference runs leave in the heap (millions of
+        # freed Python objects) slowed down the next case's numpy code by a third
+        rows = []
+        for iou_type in CASES:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                rows += pool.apply(measure_in_this_process, (iou_type, repeats))
+        return rows
 
     conditions = in_both_conditions(measure)
     quiet = next(c for c in conditions if c["condition"] == "quiet")

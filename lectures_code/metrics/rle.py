@@ -63,14 +63,6 @@ def _index_in_segment(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
-def _segment_cumsum(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sums of ``values``, restarting at every segment of ``lengths``."""
-    total = np.cumsum(values)
-    nonempty = lengths > 0
-    before = (total - values)[(np.cumsum(lengths) - lengths)[nonempty]]  # sum before each non-empty segment
-    return total - np.repeat(before, lengths[nonempty])
-
-
 # ----------------------------------------------------------------------------------------------
 # Reading and writing RLE dicts
 
@@ -374,18 +366,6 @@ def mask_runs(batch: RleBatch) -> MaskRuns:
     return MaskRuns(batch.heights, batch.widths, origin, runs, first_run, start, end, before, area, box)
 
 
-def area_batch(batch: RleBatch) -> np.ndarray:
-    """int64 [N]: foreground pixels (the sum of the odd counts)."""
-    return mask_runs(batch).area
-
-
-def bbox_batch(batch: RleBatch) -> np.ndarray:
-    """float64 [N, 4] xywh tight boxes, computed like pycocotools' ``rleToBbox``: the first and last pixel
-    of every foreground run give columns and rows, a run that wraps into the next column spans the full
-    height; an empty mask gets [0, 0, 0, 0]."""
-    return mask_runs(batch).box
-
-
 # --8<-- [start:mask_iou]
 def _covered(a: MaskRuns, a_index: np.ndarray, first: np.ndarray, stop: np.ndarray, b: MaskRuns,
              b_index: np.ndarray) -> np.ndarray:
@@ -472,14 +452,14 @@ def rle_iou(dts, gts, iscrowd) -> np.ndarray:
 def rle_area(rles) -> int | np.ndarray:
     """Foreground pixels: an int for one RLE dict, int64 [N] for a list."""
     rles, single = _as_list(rles)
-    area = area_batch(read_rles(rles))
+    area = mask_runs(read_rles(rles)).area
     return int(area[0]) if single else area
 
 
 def rle_to_bbox(rles) -> np.ndarray:
     """Tight box [x, y, w, h] (float64 [4]) of one RLE dict, [N, 4] for a list (pycocotools' ``toBbox``)."""
     rles, single = _as_list(rles)
-    box = bbox_batch(read_rles(rles))
+    box = mask_runs(read_rles(rles)).box
     return box[0] if single else box
 
 

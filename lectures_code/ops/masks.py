@@ -83,12 +83,21 @@ def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor
     x1, y1, x2, y2 = boxes.unbind(1)  # [P] each
     rows = roi_align_weights(y1, y2, M, height)  # [P, M, H]
     cols = roi_align_weights(x1, x2, M, width)  # [P, M, W]
-    masks = gt_masks.to(boxes.dtype)
     targets = boxes.new_zeros(len(boxes), M, M)
-    for gt in matched_idxs.unique().tolist():  # the proposals of one GT mask share the matrix products
+    for gt in matched_idxs.unique().tolist():  # the proposals of one GT mask share its crop
         p = torch.nonzero(matched_idxs == gt)[:, 0]
-        targets[p] = rows[p] @ masks[gt] @ cols[p].transpose(1, 2)  # [n, M, H] @ [H, W] @ [n, W, M]
+        # only the rows and columns these proposals read (their weights are 0 elsewhere)
+        r0, r1 = support(rows[p], height)
+        c0, c1 = support(cols[p], width)
+        crop = gt_masks[gt, r0:r1, c0:c1].to(boxes.dtype)
+        targets[p] = rows[p, :, r0:r1] @ crop @ cols[p, :, c0:c1].transpose(1, 2)  # [n, M, h] [h, w] [n, w, M]
     return targets
+
+
+def support(weights: Tensor, size: int) -> tuple[int, int]:
+    """The range [first, last + 1) of cells that ``weights`` [..., size] give a nonzero weight ((0, 0) if none)."""
+    used = torch.nonzero(weights.ne(0).flatten(0, -2).any(0))[:, 0]
+    return (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 0)
 # --8<-- [end:project_masks]
 
 
