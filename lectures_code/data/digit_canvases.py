@@ -36,7 +36,10 @@ Targets (one dict per image, torchvision detection style)
 COCO export (``to_coco``): annotation ids start at 1 (pycocotools treats id 0 as "no match"),
 ``bbox`` = [x1, y1, w, h], ``area`` = mask pixel count (COCO's convention: its area ranges
 small/medium/large read the annotation's ``area``, which for COCO itself is the mask area), iscrowd 0,
-``segmentation`` = uncompressed RLE (column-major run lengths, starting with background).
+``segmentation`` = uncompressed RLE (column-major run lengths, starting with background),
+``keypoints`` = the 4 extreme ink pixels of the mask (``mask_keypoints``: top, bottom, left, right;
+COCO's [x1, y1, v1, ...] with v = 2, all visible) and ``num_keypoints`` = 4; each category names them
+(``"keypoints"``) and links them into a ring (``"skeleton"``, 1-based as in COCO).
 """
 
 from __future__ import annotations
@@ -290,9 +293,40 @@ def mask_to_rle(mask: np.ndarray | torch.Tensor) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
+KEYPOINT_NAMES = ("top", "bottom", "left", "right")
+KEYPOINT_SKELETON = [[1, 3], [3, 2], [2, 4], [4, 1]]  # top-left-bottom-right ring, COCO's 1-based indices
+
+
+def mask_keypoints(masks: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The 4 keypoints of each digit: its top-, bottom-, left- and right-most ink pixel.
+
+    masks: bool [K, H, W] (non-empty masks). Returns float32 [K, 4, 3] rows (x, y, visibility 2) in
+    ``KEYPOINT_NAMES`` order, at pixel centres (column + 0.5, row + 0.5). Where several pixels share the
+    extreme row (or column), the middle one of them is taken (the lower middle for an even number).
+    """
+    masks = np.asarray(masks.cpu() if isinstance(masks, torch.Tensor) else masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [K, H, W], got shape {masks.shape}")
+    points = np.zeros((len(masks), 4, 3), dtype=np.float32)
+    for k, mask in enumerate(masks):
+        rows, cols = np.nonzero(mask)  # row-major: columns ascending within a row
+        if len(rows) == 0:
+            raise ValueError(f"mask {k} is empty: it has no extreme pixels")
+        extremes = []
+        for line, across in ((rows, cols), (cols, rows)):  # top/bottom by rows, left/right by columns
+            for edge in (line.min(), line.max()):
+                at_edge = np.sort(across[line == edge])
+                extremes.append((edge, at_edge[(len(at_edge) - 1) // 2]))
+        (top, x_top), (bottom, x_bottom), (left, y_left), (right, y_right) = extremes
+        points[k, :, :2] = np.array([[x_top, top], [x_bottom, bottom], [left, y_left], [right, y_right]]) + 0.5
+        points[k, :, 2] = 2
+    return points
+
+
 def to_coco(dataset: DigitCanvases) -> dict:
     """COCO ground-truth dict of a data set: images, annotations (ids from 1, bbox xywh, area = mask
-    pixel count, iscrowd 0, uncompressed-RLE segmentation) and categories (ids 1..10 named "0".."9").
+    pixel count, iscrowd 0, uncompressed-RLE segmentation, the 4 ``mask_keypoints``) and categories
+    (ids 1..10 named "0".."9", with the keypoint names and skeleton).
     """
     images, annotations = [], []
     for index in range(len(dataset)):
@@ -300,7 +334,9 @@ def to_coco(dataset: DigitCanvases) -> dict:
         height, width = image.shape[-2:]
         images.append({"id": target["image_id"], "width": int(width), "height": int(height),
                        "file_name": f"{dataset.split}_{index:06d}.png"})
-        for box, label, mask in zip(target["boxes"].tolist(), target["labels"].tolist(), target["masks"]):
+        keypoints = mask_keypoints(target["masks"])  # [K, 4, 3]
+        for box, label, mask, points in zip(target["boxes"].tolist(), target["labels"].tolist(), target["masks"],
+                                            keypoints):
             x1, y1, x2, y2 = box
             annotations.append({
                 "id": len(annotations) + 1,  # pycocotools treats id 0 as "unmatched"
@@ -310,9 +346,12 @@ def to_coco(dataset: DigitCanvases) -> dict:
                 "area": float(mask.sum()),
                 "iscrowd": 0,
                 "segmentation": mask_to_rle(mask),
+                "keypoints": [float(v) for v in points.reshape(-1)],
+                "num_keypoints": len(KEYPOINT_NAMES),
             })
     categories = [
-        {"id": d + 1, "name": CATEGORY_NAMES[d], "supercategory": "digit"} for d in range(NUM_CLASSES)
+        {"id": d + 1, "name": CATEGORY_NAMES[d], "supercategory": "digit", "keypoints": list(KEYPOINT_NAMES),
+         "skeleton": KEYPOINT_SKELETON} for d in range(NUM_CLASSES)
     ]
     return {
         "info": {"description": f"DigitCanvases {dataset.split} (seed {dataset.seed}), real MNIST digits"},

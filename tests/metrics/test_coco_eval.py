@@ -1,4 +1,5 @@
-"""coco_evaluate vs pycocotools' COCOeval (exact) and faster-coco-eval (second oracle, 1e-12)."""
+"""coco_evaluate vs pycocotools' COCOeval (exact) and faster-coco-eval (second oracle, 1e-12), for boxes, masks
+(iou_type="segm") and keypoints."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import warnings
 import numpy as np
 import pytest
 
-from lectures_code.metrics.coco_eval import coco_evaluate, format_stats
+from lectures_code.data.digit_canvases import DigitCanvases, mask_keypoints, to_coco
+from lectures_code.metrics.coco_eval import KEYPOINT_STAT_NAMES, coco_evaluate, format_stats, named_stats
+from lectures_code.metrics.rle import rle_compress, rle_encode
 
 pycocotools_coco = pytest.importorskip("pycocotools.coco")
 pycocotools_eval = pytest.importorskip("pycocotools.cocoeval")
 faster_coco_eval = pytest.importorskip("faster_coco_eval")
 
 
-def run_pycocotools(gt, detections):
+def run_pycocotools(gt, detections, iou_type="bbox", kpt_oks_sigmas=None):
     """COCOeval after evaluate/accumulate/summarize, plus what summarize printed."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), warnings.catch_warnings():
@@ -25,19 +28,22 @@ def run_pycocotools(gt, detections):
         coco_gt = pycocotools_coco.COCO()
         coco_gt.dataset = copy.deepcopy(gt)
         coco_gt.createIndex()
-        evaluator = pycocotools_eval.COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), "bbox")
+        evaluator = pycocotools_eval.COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), iou_type)
+        if kpt_oks_sigmas is not None:  # pycocotools hard-codes the 17 COCO sigmas otherwise
+            evaluator.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return evaluator, printed.getvalue()
 
 
-def run_faster_coco_eval(gt, detections):
+def run_faster_coco_eval(gt, detections, iou_type="bbox", kpt_oks_sigmas=None):
+    sigmas = {} if kpt_oks_sigmas is None else {"kpt_oks_sigmas": list(kpt_oks_sigmas)}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         coco_gt = faster_coco_eval.COCO(copy.deepcopy(gt))
         evaluator = faster_coco_eval.COCOeval_faster(
-            coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), "bbox", print_function=lambda *args: None
+            coco_gt, coco_gt.loadRes(copy.deepcopy(detections)), iou_type, print_function=lambda *args: None, **sigmas
         )
         evaluator.evaluate()
         evaluator.accumulate()
@@ -45,24 +51,26 @@ def run_faster_coco_eval(gt, detections):
     return evaluator
 
 
-def evaluate_quietly(gt, detections):
+def evaluate_quietly(gt, detections, iou_type="bbox", kpt_oks_sigmas=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return coco_evaluate(copy.deepcopy(gt), copy.deepcopy(detections))
+        return coco_evaluate(copy.deepcopy(gt), copy.deepcopy(detections), iou_type, kpt_oks_sigmas=kpt_oks_sigmas)
 
 
-def assert_matches_references(gt, detections, faster=True):
-    ours = evaluate_quietly(gt, detections)
+def assert_matches_references(gt, detections, faster=True, iou_type="bbox", kpt_oks_sigmas=None):
+    ours = evaluate_quietly(gt, detections, iou_type, kpt_oks_sigmas)
+    num_stats = 10 if iou_type == "keypoints" else 12
+    assert len(ours["stats"]) == num_stats
     if detections:  # pycocotools' loadRes crashes on an empty list
-        reference, _ = run_pycocotools(gt, detections)
+        reference, _ = run_pycocotools(gt, detections, iou_type, kpt_oks_sigmas)
         np.testing.assert_allclose(ours["stats"], reference.stats, rtol=0, atol=1e-12)
         # same operations in the same order: the arrays agree bit for bit
         np.testing.assert_array_equal(ours["precision"], reference.eval["precision"])
         np.testing.assert_array_equal(ours["recall"], reference.eval["recall"])
     if faster:
         # faster-coco-eval drops pycocotools' np.spacing(1) in tp / (tp + fp): equal to ~1e-16
-        second = run_faster_coco_eval(gt, detections)
-        np.testing.assert_allclose(ours["stats"], second.stats[:12], rtol=0, atol=1e-12)
+        second = run_faster_coco_eval(gt, detections, iou_type, kpt_oks_sigmas)
+        np.testing.assert_allclose(ours["stats"], second.stats[:num_stats], rtol=0, atol=1e-12)
         np.testing.assert_allclose(ours["precision"], second.eval["precision"], rtol=0, atol=1e-12)
         np.testing.assert_allclose(ours["recall"], second.eval["recall"], rtol=0, atol=1e-12)
     return ours
@@ -290,8 +298,8 @@ def test_unknown_category_is_dropped_and_unknown_image_rejected():
 
 def test_bad_input_raises():
     gt, detections = make_dataset(0)
-    with pytest.raises(ValueError, match="bbox"):
-        coco_evaluate(gt, detections, iou_type="segm")
+    with pytest.raises(ValueError, match="iou_type"):
+        coco_evaluate(gt, detections, iou_type="mask")
     with pytest.raises(ValueError, match="bbox"):
         coco_evaluate(gt, [{**detections[0], "bbox": [0, 0, 5]}])
     with pytest.raises(ValueError, match="score"):
@@ -309,3 +317,278 @@ def test_regular_gt_is_preferred_over_a_better_matching_crowd():
     detections = [box(1, 1, [0, 0, 30, 30], score=0.9)]
     ours = assert_matches_references(dataset([crowd, person]), detections)
     assert ours["recall"][0, 0, 0, 2] == 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# iou_type="segm": instance masks as COCO RLE (Lecture 15)
+
+
+def ellipse_mask(h, w, cy, cx, ry, rx):
+    y, x = np.mgrid[:h, :w]
+    return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
+
+
+def make_mask_dataset(seed, num_images=10, height=60, width=80, num_classes=3, max_gts=6):
+    """Ellipse masks of all sizes (some crossing the border, some empty, some crowd), GT RLEs in both forms,
+    detections = jittered GT masks (compressed RLE, as pycocotools' loadRes wants) and false positives,
+    scores rounded to one decimal (ties), images without GT or detections."""
+    rng = np.random.default_rng(seed)
+    category_ids = [int(c) for c in rng.choice(np.arange(1, 20), num_classes, replace=False)]
+    images = [{"id": i + 1, "height": height, "width": width} for i in range(num_images)]
+    annotations, detections = [], []
+    for image in images:
+        for _ in range(rng.integers(0, max_gts + 1)):
+            cy, cx = rng.uniform(-5, height + 5), rng.uniform(-5, width + 5)
+            ry, rx = np.exp(rng.uniform(0, 3.5, 2))
+            mask = ellipse_mask(height, width, cy, cx, ry, rx)
+            if rng.random() < 0.08:
+                mask[:] = False  # an empty GT mask (it can still be ignored by its area)
+            category = int(rng.choice(category_ids))
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image["id"], "category_id": category,
+                "segmentation": rle_encode(mask, compressed=bool(rng.random() < 0.5)),
+                "area": float(mask.sum()) if rng.random() < 0.8 else float(mask.sum() * rng.uniform(0.5, 2)),
+                "iscrowd": int(rng.random() < 0.1), "ignore": int(rng.random() < 0.2),
+            })
+            for _ in range(rng.integers(0, 4)):
+                jittered = ellipse_mask(height, width, cy + rng.normal(0, 0.2 * ry), cx + rng.normal(0, 0.2 * rx),
+                                        ry * rng.uniform(0.7, 1.3), rx * rng.uniform(0.7, 1.3))
+                detections.append({"image_id": image["id"],
+                                   "category_id": category if rng.random() < 0.85 else int(rng.choice(category_ids)),
+                                   "segmentation": rle_encode(jittered, compressed=True),
+                                   "score": float(rng.integers(0, 10) / 10)})
+        for _ in range(rng.integers(0, 4)):
+            mask = ellipse_mask(height, width, rng.uniform(0, height), rng.uniform(0, width),
+                                *np.exp(rng.uniform(0, 3.5, 2)))
+            detections.append({"image_id": image["id"], "category_id": int(rng.choice(category_ids)),
+                               "segmentation": rle_encode(mask, compressed=True),
+                               "score": float(np.round(rng.random(), 1))})
+    order = rng.permutation(len(detections))
+    gt = {"images": images, "categories": [{"id": c} for c in category_ids], "annotations": annotations}
+    return gt, [detections[i] for i in order]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_segm_random_datasets_match_pycocotools_and_faster_coco_eval(seed):
+    gt, detections = make_mask_dataset(seed)
+    assert_matches_references(gt, detections, iou_type="segm")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_segm_crowded_images_and_many_detections(seed):
+    gt, detections = make_mask_dataset(50 + seed, num_images=3, num_classes=1, max_gts=40)
+    rng = np.random.default_rng(seed)
+    first_image = [d for d in detections if d["image_id"] == 1]
+    # more than maxDets = 100 detections in one image: only the 100 best count
+    detections += [{**first_image[i % len(first_image)], "score": float(rng.integers(0, 100) / 100)}
+                   for i in range(120)]
+    assert_matches_references(gt, detections, iou_type="segm")
+
+
+def test_segm_area_comes_from_the_bbox_when_the_first_detection_has_one():
+    # pycocotools' loadRes takes its bbox branch when detections[0] has a "bbox": every detection's area
+    # becomes w*h of its bbox, which then decides the small/medium/large buckets
+    gt, detections = make_mask_dataset(7)
+    rng = np.random.default_rng(0)
+    for detection in detections:
+        detection["bbox"] = [0.0, 0.0, float(rng.uniform(1, 120)), float(rng.uniform(1, 120))]
+    with_bbox = assert_matches_references(gt, detections, iou_type="segm")
+    without = evaluate_quietly(gt, [{k: v for k, v in d.items() if k != "bbox"} for d in detections], "segm")
+    assert with_bbox["stats"][3:6] != without["stats"][3:6]  # the size buckets changed, nothing else did
+    assert with_bbox["stats"][:3] == without["stats"][:3]
+
+
+def test_segm_hand_checked_crowd_and_border_masks():
+    h, w = 20, 30
+    crowd = np.zeros((h, w), dtype=bool)
+    crowd[:, :15] = True  # a crowd region on the left half, touching three borders
+    person = np.zeros((h, w), dtype=bool)
+    person[10:, 20:] = True  # 10 x 10 in the bottom-right corner
+    # (pycocotools needs the images' height and width for segm, we read the size off the RLEs)
+    gt = {"images": [{"id": 1, "height": h, "width": w}], "categories": [{"id": 1}], "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle_encode(crowd), "area": 300.0, "iscrowd": 1},
+        {"id": 2, "image_id": 1, "category_id": 1, "segmentation": rle_encode(person), "area": 100.0, "iscrowd": 0}]}
+    inside = np.zeros((h, w), dtype=bool)
+    inside[2:6, 2:6] = True  # in the crowd region: IoU 1 with it (union = the detection), ignored
+    found = person.copy()
+    found[10, 20] = False  # 99 of the 100 pixels: IoU 0.99
+    detections = [{"image_id": 1, "category_id": 1, "segmentation": rle_encode(m, compressed=True), "score": s}
+                  for m, s in ((inside, 0.9), (found, 0.5))]
+    ours = assert_matches_references(gt, detections, iou_type="segm")
+    assert ours["stats"][0] == pytest.approx(1.0, abs=1e-12)  # hand-checked: the regular GT found at IoU 0.99
+
+
+def test_segm_images_without_gt_or_detections_and_empty_detection_list():
+    gt, detections = make_mask_dataset(3)
+    gt["images"] += [{"id": 100, "height": 60, "width": 80}, {"id": 101, "height": 60, "width": 80}]
+    extra = rle_encode(np.ones((60, 80), dtype=bool), compressed=True)  # an all-ones false positive
+    detections.append({"image_id": 100, "category_id": gt["categories"][0]["id"], "segmentation": extra,
+                       "score": 0.99})
+    assert_matches_references(gt, detections, iou_type="segm")
+    ours = assert_matches_references(gt, [], iou_type="segm", faster=False)
+    assert ours["stats"][0] == 0.0
+
+
+def test_segm_detection_of_another_size_never_matches():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:8, 2:8] = True
+    gt = {"images": [{"id": 1, "height": 10, "width": 10}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle_encode(mask), "area": 36.0,
+                           "iscrowd": 0}]}
+    bigger = np.zeros((12, 12), dtype=bool)
+    bigger[2:8, 2:8] = True  # the same pixels on a 12 x 12 canvas: pycocotools' IoU is -1
+    detections = [{"image_id": 1, "category_id": 1, "segmentation": rle_encode(bigger, compressed=True),
+                   "score": 0.9}]
+    ours = assert_matches_references(gt, detections, iou_type="segm", faster=False)
+    assert ours["stats"][0] == 0.0
+
+
+def test_segm_of_the_digit_canvases_ground_truth_is_perfect():
+    gt = to_coco(DigitCanvases("test", size=12, seed=5))
+    detections = [{"image_id": a["image_id"], "category_id": a["category_id"],
+                   "segmentation": rle_compress(a["segmentation"]), "score": 0.9} for a in gt["annotations"]]
+    ours = assert_matches_references(gt, detections, iou_type="segm")
+    assert ours["stats"][0] == pytest.approx(1.0) and ours["stats"][8] == pytest.approx(1.0)
+
+
+def test_segm_bad_input_raises():
+    gt, detections = make_mask_dataset(0)
+    with pytest.raises(ValueError, match="polygon"):
+        coco_evaluate(gt, [{**detections[0], "segmentation": [[0, 0, 5, 0, 5, 5]]}], "segm")
+    with pytest.raises(ValueError, match="segmentation"):
+        coco_evaluate(gt, [{k: v for k, v in detections[0].items() if k != "segmentation"}], "segm")
+    bad = {**detections[0], "segmentation": {"size": [60, 80], "counts": [1, 2, 3]}}
+    with pytest.raises(ValueError, match="sum to 6"):
+        coco_evaluate(gt, [bad], "segm")
+    with pytest.raises(ValueError, match="kpt_oks_sigmas"):
+        coco_evaluate(gt, detections, "segm", kpt_oks_sigmas=[0.1])
+
+
+# ----------------------------------------------------------------------------------------------
+# iou_type="keypoints": object keypoint similarity (Lecture 15)
+
+
+def make_keypoint_dataset(seed, num_keypoints, num_images=12, num_classes=2, with_bbox=False):
+    """GT keypoints inside random boxes, some not labelled (v = 0, coordinates 0), some GTs with none (then
+    num_keypoints 0: ignored); detections near the GT keypoints or anywhere in the box."""
+    rng = np.random.default_rng(seed)
+    K = num_keypoints
+    category_ids = list(range(1, num_classes + 1))
+    annotations, detections = [], []
+    for image_id in range(1, num_images + 1):
+        for _ in range(rng.integers(0, 6)):
+            w, h = np.exp(rng.uniform(2, 5.5, 2))
+            x, y = rng.uniform(0, 300, 2)
+            points = np.stack([rng.uniform(x, x + w, K), rng.uniform(y, y + h, K),
+                               rng.choice([0, 1, 2], K, p=[0.3, 0.2, 0.5])], 1)
+            if rng.random() < 0.15:
+                points[:, 2] = 0  # no labelled keypoint: OKS measures the distance to the grown box
+            points[points[:, 2] == 0, :2] = 0
+            category = int(rng.choice(category_ids))
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": category,
+                "keypoints": points.ravel().tolist(), "num_keypoints": int((points[:, 2] > 0).sum()),
+                "bbox": [float(x), float(y), float(w), float(h)],
+                "area": float(w * h * rng.uniform(0.5, 1.0)), "iscrowd": int(rng.random() < 0.08),
+            })
+            for _ in range(rng.integers(0, 4)):
+                guess = np.stack([rng.uniform(x, x + w, K), rng.uniform(y, y + h, K), np.ones(K)], 1)
+                close = points[:, :2] + rng.normal(0, 0.05 * np.sqrt(w * h), (K, 2))
+                guess[:, :2] = np.where(rng.random((K, 1)) < 0.7, close, guess[:, :2])
+                detection = {"image_id": image_id,
+                             "category_id": category if rng.random() < 0.9 else int(rng.choice(category_ids)),
+                             "keypoints": guess.ravel().tolist(), "score": float(rng.integers(0, 10) / 10)}
+                if with_bbox:
+                    detection["bbox"] = [float(x), float(y), float(w), float(h)]
+                detections.append(detection)
+    gt = {"images": [{"id": i} for i in range(1, num_images + 1)],
+          "categories": [{"id": c} for c in category_ids], "annotations": annotations}
+    return gt, detections
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_keypoints_with_the_17_coco_sigmas_match_the_references(seed):
+    gt, detections = make_keypoint_dataset(seed, 17, with_bbox=seed % 3 == 0)
+    ours = assert_matches_references(gt, detections, iou_type="keypoints")
+    assert ours["precision"].shape == (10, 101, 2, 3, 1) and ours["area_names"] == ("all", "medium", "large")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_keypoints_with_custom_sigmas_match_the_references(seed):
+    # K = 4 (the digits' top, bottom, left and right) with our own sigmas, given to pycocotools through
+    # params.kpt_oks_sigmas and to faster-coco-eval through kpt_oks_sigmas=
+    sigmas = [0.05, 0.1, 0.07, 0.2]
+    gt, detections = make_keypoint_dataset(100 + seed, 4, with_bbox=seed % 3 == 0)
+    assert_matches_references(gt, detections, iou_type="keypoints", kpt_oks_sigmas=sigmas)
+
+
+def test_oks_hand_checked():
+    # one labelled keypoint at distance d from its GT: OKS = exp(-d^2 / (2 area (2 sigma)^2))
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "keypoints": [10, 10, 2, 0, 0, 0], "num_keypoints": 1,
+         "bbox": [0, 0, 40, 40], "area": 1600.0, "iscrowd": 0}]}
+    detections = [{"image_id": 1, "category_id": 1, "keypoints": [13, 14, 1, 99, 99, 1], "score": 0.9}]
+    sigmas = np.array([0.1, 0.3])
+    expected = np.exp(-25 / (2 * 1600 * (2 * 0.1) ** 2))  # 0.8226: above 0.8, below 0.85
+    ours = assert_matches_references(gt, detections, iou_type="keypoints", kpt_oks_sigmas=sigmas)
+    assert 0.8 < expected < 0.85
+    assert ours["recall"][:, 0, 0, 0].tolist() == [1.0] * 7 + [0.0] * 3  # matched up to threshold 0.8
+
+
+def test_gt_without_keypoints_is_ignored_and_invisible_keypoints_do_not_count():
+    gt, detections = make_keypoint_dataset(5, 4)
+    for annotation in gt["annotations"][::3]:
+        annotation["keypoints"][2::3] = [0] * 4  # visibility 0 everywhere
+        annotation["num_keypoints"] = 0
+    ours = assert_matches_references(gt, detections, iou_type="keypoints", kpt_oks_sigmas=[0.1] * 4)
+    # the same with num_keypoints left out: counted from v > 0, as the data say
+    stripped = copy.deepcopy(gt)
+    for annotation in stripped["annotations"]:
+        del annotation["num_keypoints"]
+    assert evaluate_quietly(stripped, detections, "keypoints", [0.1] * 4)["stats"] == ours["stats"]
+
+
+def test_keypoints_of_the_digit_canvases():
+    dataset = DigitCanvases("test", size=8, seed=3)
+    gt = to_coco(dataset)
+    for index in range(len(dataset)):
+        masks = dataset[index][1]["masks"].numpy()
+        points = mask_keypoints(masks)  # [K, 4, 3]
+        for mask, (top, bottom, left, right) in zip(masks, points):
+            rows, cols = np.nonzero(mask)
+            for (x, y, v), row, col in ((top, rows.min(), None), (bottom, rows.max(), None),
+                                        (left, None, cols.min()), (right, None, cols.max())):
+                assert v == 2 and mask[int(y), int(x)]  # an ink pixel, at its centre
+                assert (row is None or y == row + 0.5) and (col is None or x == col + 0.5)
+    sigmas = [0.05] * 4
+    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": a["keypoints"],
+                   "score": 0.9} for a in gt["annotations"]]
+    shifted = [{**d, "keypoints": [v + 3 if i % 3 < 2 else v for i, v in enumerate(d["keypoints"])]}
+               for d in detections]
+    for dets in (detections, shifted):
+        # faster-coco-eval leaves the digits without GT out of its keypoint precision array: stats only
+        ours = assert_matches_references(gt, dets, faster=False, iou_type="keypoints", kpt_oks_sigmas=sigmas)
+        second = run_faster_coco_eval(gt, dets, "keypoints", sigmas)
+        np.testing.assert_allclose(ours["stats"], second.stats[:10], rtol=0, atol=1e-12)
+        assert (ours["stats"][0] == pytest.approx(1.0)) == (dets is detections)
+
+
+def test_format_stats_prints_what_summarize_prints_for_keypoints():
+    gt, detections = make_keypoint_dataset(2, 17)
+    reference, printed = run_pycocotools(gt, detections, "keypoints")
+    expected = [line for line in printed.splitlines() if line.startswith(" Average")]
+    assert len(expected) == 10
+    assert format_stats(evaluate_quietly(gt, detections, "keypoints")["stats"]).splitlines() == expected
+    assert list(named_stats(reference.stats)) == list(KEYPOINT_STAT_NAMES)
+
+
+def test_keypoints_bad_input_raises():
+    gt, detections = make_keypoint_dataset(0, 4)
+    with pytest.raises(ValueError, match="3 \\* 17"):  # 4 keypoints, default 17 sigmas
+        coco_evaluate(gt, detections, "keypoints")
+    with pytest.raises(ValueError, match="kpt_oks_sigmas"):
+        coco_evaluate(gt, detections, "keypoints", kpt_oks_sigmas=[0.1, -0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="finite"):
+        bad = copy.deepcopy(detections)
+        bad[0]["keypoints"][0] = float("nan")
+        coco_evaluate(gt, bad, "keypoints", kpt_oks_sigmas=[0.1] * 4)
