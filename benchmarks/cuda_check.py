@@ -33,6 +33,7 @@ from lectures_code.cuda_checks import CHECKS, REPORT  # noqa: E402
 BENCHMARK_COMMANDS = {
     "box_ops": ([sys.executable, "benchmarks/box_ops.py"], {"BENCH_DEVICE": "cuda"}),
     "roi_ops": ([sys.executable, "benchmarks/roi_ops.py"], {"BENCH_DEVICE": "cuda"}),
+    "masks": ([sys.executable, "benchmarks/masks.py"], {"BENCH_DEVICE": "cuda"}),
     "detectors": ([sys.executable, "benchmarks/detectors.py", "--device", "cuda", "--images", "20"], {}),
 }
 

@@ -24,9 +24,10 @@ class Check:
 
 
 CHECKS = [
-    Check("ops", "box_iou、NMS、batched_nms、RoI Pool 与 RoI Align（含反向传播）在 CUDA 上与 torchvision 逐项比对",
-          "pytest", "tests/ops"),
-    Check("metrics", "COCO 与 VOC 评估读入 CUDA 张量", "pytest", "tests/metrics"),
+    Check("ops", "box_iou、NMS、batched_nms、RoI Pool 与 RoI Align（含反向传播）、掩码的投影与粘贴、上采样（转置卷积、"
+          "插值、最大反池化）在 CUDA 上与参考实现逐项比对", "pytest", "tests/ops"),
+    Check("metrics", "COCO（框、掩码、关键点）与 VOC 评估、分割指标（mIoU、全景质量）读入 CUDA 张量", "pytest",
+          "tests/metrics"),
     Check("detection", "锚框、匹配、采样、RPN 与 FCOS 的训练目标，各检测器的前向、损失与推理在 CUDA 上", "pytest",
           "tests/detection"),
     Check("training", "每个注册模型在 CUDA 上用混合精度（float16 autocast + GradScaler）经共享训练循环训练几步",
@@ -36,6 +37,7 @@ CHECKS = [
     Check("box-ops-speed", "box_iou 与 NMS 在 CUDA 上的速度（与 torchvision 同一次运行对比）", "benchmark", "box_ops"),
     Check("roi-ops-speed", "RoI Pool 与 RoI Align 在 CUDA 上的速度（与 torchvision 同一次运行对比）", "benchmark",
           "roi_ops"),
+    Check("masks-speed", "掩码的粘贴与投影在 CUDA 上的速度（与 torchvision 同一次运行对比）", "benchmark", "masks"),
     Check("detector-latency", "每个检测器在 CUDA 上推理一张画布的时间", "benchmark", "detectors"),
 ]
 

@@ -10,11 +10,13 @@ Nothing here imports another part of ``lectures_code``.
     roi_pool.py     roi_pool: Fast R-CNN's RoI max pooling
     roi_align.py    roi_align (bilinear, Mask R-CNN), map_rois_to_levels (FPN eq. 1)
     losses.py       sigmoid_focal_loss, generalized_box_iou, generalized_box_iou_loss
+    masks.py        project_masks_on_boxes (Mask R-CNN's mask targets), paste_masks_in_image
 """
 
 from lectures_code.ops.box_coding import decode_boxes, encode_boxes
 from lectures_code.ops.boxes import box_area, box_convert, box_iou
 from lectures_code.ops.losses import generalized_box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+from lectures_code.ops.masks import paste_masks_in_image, project_masks_on_boxes
 from lectures_code.ops.nms import batched_nms, nms, nms_simple
 from lectures_code.ops.roi_align import map_rois_to_levels, roi_align
 from lectures_code.ops.roi_pool import roi_pool
@@ -31,6 +33,8 @@ __all__ = [
     "map_rois_to_levels",
     "nms",
     "nms_simple",
+    "paste_masks_in_image",
+    "project_masks_on_boxes",
     "roi_align",
     "roi_pool",
     "sigmoid_focal_loss",
