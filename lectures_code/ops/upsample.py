@@ -12,7 +12,7 @@ float32, values and gradients), which is never called here:
   (i * stride, j * stride), stamps add where they overlap, then ``padding`` cells are cut from each
   border (``output_padding`` adds zero rows / columns at the bottom / right, before the bias).
   ``conv_transpose2d_loop`` is exactly that loop, for reading; ``conv_transpose2d`` computes the
-  same stamps for all cells with one matrix product and adds them with ``fold`` (see below).
+  same stamps for all cells with one matrix product and adds them with one ``scatter_add`` (below).
 - ``convolution_matrix``: the matrix M of ``conv2d`` for one input size, so that ``conv2d(x)`` is
   ``M @ x.flatten()``; ``M.T @ y`` is then ``conv_transpose2d(y)`` with the same weight (the name
   "transposed convolution").
@@ -24,20 +24,23 @@ float32, values and gradients), which is never called here:
   "bilinear" and "bicubic" (both ``align_corners``), including PyTorch's CPU rules for the corner
   cases listed in ``interpolate``'s docstring. Each mode is separable: every output row reads a few
   input rows with weights, then every output column a few input columns.
-- ``fcn_bilinear_kernel``: the transposed-convolution weight FCN (Long et al., CVPR 2015) starts
-  from, bilinear interpolation by an integer factor (equal to ``interpolate(..., "bilinear")`` away
-  from a 1-2 cell border, where the transposed convolution sees zero padding instead of clamping).
+- ``fcn_bilinear_kernel``: the initial weight of FCN's upsampling layers (Long, Shelhamer & Darrell,
+  "Fully Convolutional Networks for Semantic Segmentation", CVPR 2015, initialise them to bilinear
+  interpolation; ``upsample_filt`` in their code), bilinear interpolation by an integer factor: equal
+  to ``interpolate(..., "bilinear")`` except along a border about factor / 2 cells wide, where the
+  transposed convolution blends in zero padding instead of repeating the edge.
 
-Gradients: every op is a composition of differentiable torch ops (matrix products, ``fold``,
-``index_select``, ``scatter``, ``gather``), so autograd gives the gradients w.r.t. the input, the weight
-and the bias; there is no hand-written backward.
+Gradients: every op is a composition of differentiable torch ops (matrix products, ``scatter_add``,
+``gather``, ``scatter``, slicing), so autograd gives the gradients w.r.t. the input, the weight and the
+bias; there is no hand-written backward.
 
 Speed of ``conv_transpose2d``: the stamps of all cells are one batched matrix product, weight^T
-[C_out * kH * kW, C_in] times the input [C_in, H * W] per image (the same multiply-adds as the
-convolution itself), and ``fold`` (col2im) adds each column of stamps into its output window. Its
-backward is ``unfold`` (im2col) and two matrix products. The CPU ops are PyTorch's multi-threaded
-kernels, like the reference's oneDNN kernel, so on a busy machine both wait for cores alike (see
-``boxes.py`` for the ops that must not).
+[C_out * kH * kW, C_in] times the input [C_in, H * W] per image (the multiply-adds of the convolution
+itself), and one ``scatter_add`` adds each stamp value into its output cell. The backward is a
+``gather`` (each stamp value's output gradient) and two matrix products. All are PyTorch's
+multi-threaded kernels, like the reference's oneDNN kernel, so on a busy machine both wait for cores
+alike (see ``boxes.py`` for ops that must not). The reference never materialises the stamps
+(C_out * kH * kW values per input cell), so it stays faster; ``benchmarks/upsample.py`` measures by how much.
 """
 
 from __future__ import annotations
@@ -151,6 +154,14 @@ def _conv_transpose_args(input, weight, bias, stride, padding, output_padding, g
 # ----------------------------------------------------------------------------------------------
 
 
+def _landing(size: int, k: int, stride: int, dilation: int, padding: int, out_size: int, device) -> Tensor:
+    """Output row [k, size] where tap a of input row i lands, ``i * stride + a * dilation - padding``; -1 for
+    rows outside [0, out_size) (cut off by the padding)."""
+    position = torch.arange(size, device=device)[None, :] * stride + torch.arange(k, device=device)[:, None] * dilation
+    position = position - padding
+    return torch.where((position >= 0) & (position < out_size), position, -1)
+
+
 # --8<-- [start:conv_transpose_teaching]
 def conv_transpose2d_loop(
     input: Tensor,
@@ -224,31 +235,28 @@ def conv_transpose2d(
     channels not divisible by groups, non-positive stride / dilation / groups, negative padding,
     output_padding too large, an empty output. Integer tensors are refused (F accepts them on the CPU).
     """
-    batched, unbatched, (sh, sw), (ph, pw), (oph, opw), (dh, dw), (out_h, out_w) = _conv_transpose_args(
+    batched, unbatched, (sh, sw), (ph, pw), _, (dh, dw), (out_h, out_w) = _conv_transpose_args(
         input, weight, bias, stride, padding, output_padding, groups, dilation)
     n, c_in, h, w = batched.shape
     _, c_out_g, kh, kw = weight.shape
     c_in_g = c_in // groups
 
     # --8<-- [start:conv_transpose_fast]
-    # Every cell's stamps at once: stamps[n, g, (o, a, b), (i, j)] = sum_c kernel[g, c, o, a, b] * x[n, g, c, i, j].
+    # Every cell's stamp at once: stamps[n, g, (o, a, b), (i, j)] = sum_c kernel[g, c, o, a, b] * x[n, g, c, i, j].
     kernels = weight.reshape(groups, c_in_g, c_out_g * kh * kw).transpose(1, 2)  # [G, C_out_g*kH*kW, C_in_g]
-    x = batched.reshape(n, groups, c_in_g, h * w)
-    stamps = torch.matmul(kernels, x)  # [N, G, C_out_g*kH*kW, H*W]
-    stamps = stamps.reshape(n, groups * c_out_g * kh * kw, h * w)
-    # fold (col2im) adds column (i, j) of the stamps into the kH x kW window at (i*s - p, j*s - p): the
-    # scatter-add of the loop version. It places exactly H x W windows, one per input cell, which holds
-    # when output_padding < stride; a larger output_padding (allowed when dilation > stride) folds the
-    # whole canvas and cuts / pads it afterwards.
-    if oph < sh and opw < sw:
-        out = F.fold(stamps, (out_h, out_w), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
-    else:
-        canvas_h, canvas_w = (h - 1) * sh + dh * (kh - 1) + 1, (w - 1) * sw + dw * (kw - 1) + 1
-        canvas = F.fold(stamps, (canvas_h, canvas_w), (kh, kw), dilation=(dh, dw), stride=(sh, sw))
-        out = F.pad(canvas, (-pw, out_w + pw - canvas_w, -ph, out_h + ph - canvas_h))
+    stamps = torch.matmul(kernels, batched.reshape(n, groups, c_in_g, h * w))  # [N, G, C_out_g*kH*kW, H*W]
+    stamps = stamps.reshape(n, groups * c_out_g, kh * kw * h * w)  # per output channel: (a, b, i, j)
+    # Tap (a, b) of cell (i, j) lands on output cell (i*s + a*d - p, j*s + b*d - p), a flat index into the
+    # output plane; taps that the padding cuts off land in a spare slot past its end, dropped afterwards.
+    rows = _landing(h, kh, sh, dh, ph, out_h, input.device)  # [kH, H], -1 where cut off
+    columns = _landing(w, kw, sw, dw, pw, out_w, input.device)  # [kW, W]
+    inside = (rows[:, None, :, None] >= 0) & (columns[None, :, None, :] >= 0)  # [kH, kW, H, W]
+    target = torch.where(inside, rows[:, None, :, None] * out_w + columns[None, :, None, :], out_h * out_w)
+    canvas = stamps.new_zeros(n, groups * c_out_g, out_h * out_w + 1)
+    canvas = canvas.scatter_add(2, target.reshape(1, 1, -1).expand_as(stamps), stamps)  # the overlapping stamps add
+    out = canvas[:, :, :-1].reshape(n, groups * c_out_g, out_h, out_w)
     # --8<-- [end:conv_transpose_fast]
-    if bias is not None:
-        out = out + bias[:, None, None]
+    out = out + bias[:, None, None] if bias is not None else out.contiguous()
     return out[0] if unbatched else out
 
 
@@ -525,22 +533,24 @@ def nearest_index(in_size: int, out_size: int, scale: float | None, exact: bool,
     if not exact and out_size == 2 * in_size:
         return dst // 2
     step = _step(in_size, out_size, scale, False, torch.float32).to(device)
-    if exact:  # (dst + 0.5) * step is computed in double, then rounded to float before the floor
-        src = ((dst.double() + 0.5) * step.double()).float()
-    else:
-        src = dst.float() * step
+    src = (dst.float() + 0.5) * step if exact else dst.float() * step
     return src.floor().long().clamp(max=in_size - 1)
 
 
 def _resample(x: Tensor, dim: int, index: Tensor, weight: Tensor | None) -> Tensor:
-    """Along ``dim``: output cell t = sum_j weight[t, j] * x[index[t, j]] (a plain copy when weight is None)."""
+    """Along ``dim`` (2 or 3): output cell t = sum_j weight[t, j] * x[index[t, j]] (a copy when weight is None).
+
+    ``gather`` with the index broadcast over the other axes (its backward is a ``scatter_add``): on the CPU
+    several times faster than ``index_select`` along an inner axis."""
+    shape = list(x.shape)
+    shape[dim] = index.shape[0]
+    view = [1, 1, 1, 1]
+    view[dim] = -1
     if weight is None:
-        return x.index_select(dim, index)
-    shape = [1] * x.dim()
-    shape[dim] = -1
+        return x.gather(dim, index.reshape(view).expand(shape))
     out = None
     for j in range(index.shape[1]):
-        term = x.index_select(dim, index[:, j]) * weight[:, j].to(x.dtype).reshape(shape)
+        term = x.gather(dim, index[:, j].reshape(view).expand(shape)) * weight[:, j].to(x.dtype).reshape(view)
         out = term if out is None else out + term
     return out
 
@@ -594,8 +604,12 @@ def interpolate(
 
     PyTorch's CPU kernels' corner cases, reproduced: "nearest" and "bilinear" copy when H_out == H even
     if a scale_factor != 1 rounds to it; "nearest" takes cell dst // 2 when H_out == 2 H; coordinates
-    are float32 for every dtype but float64 (float64 for the nearest modes only in "nearest-exact"'s
-    product). Bilinear sources left of cell 0 read cell 0; bicubic reads the border cells repeated.
+    are float32 for every dtype but float64 (always float32 in the nearest modes). Bilinear sources left
+    of cell 0 read cell 0; bicubic reads the border cells repeated. PyTorch's CUDA kernels take fewer
+    shortcuts (by their source: "nearest" none, "bilinear" a copy only when both axes keep their size),
+    so on CUDA these corner cases can differ from F. F's bicubic backward copies the gradient when
+    neither axis changes size although its forward samples at 1 / scale_factor; ours is the gradient
+    of the forward (tested with gradcheck).
     """
     _check_tensor(input, "input")
     if input.dim() != 4:
