@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic")
-CUBIC_A = -0.75  # the cubic convolution kernel's free parameter, as in PyTorch (Keys 1981 uses -0.5)
+CUBIC_A = -0.75  # the cubic kernel's free parameter, as in PyTorch (Keys, "Cubic convolution interpolation
+# for digital image processing", IEEE Trans. ASSP 1981, derives -0.5 for third-order accuracy)
 
 
 # ----------------------------------------------------------------------------------------------
