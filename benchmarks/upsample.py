@@ -101,7 +101,7 @@ def max_difference(ours, reference) -> float:
     8 * 128 * 128 products: its float32 rounding grows with its size)."""
     (out, grads), (ref_out, ref_grads) = ours, reference
     pairs = [(out, ref_out), *zip(grads, ref_grads)]
-    return max(float((a - b).abs().max() / b.abs().max()) for a, b in pairs)
+    return max(float((a.detach() - b.detach()).abs().max() / b.detach().abs().max()) for a, b in pairs)
 
 
 def measure(devices: list[str]) -> list[dict]:
