@@ -110,9 +110,10 @@ def row(case: str, label: str, device: str, ours_ms: float, ref_ms: float, repea
             "reference_ms": round(ref_ms, 3), "ratio": round(ours_ms / ref_ms, 3), "repeats": repeats, **extra}
 
 
-def write_results(stem: str, payload: dict, details: list[str]) -> None:
+def write_results(stem: str, payload: dict, details: list[str], reference: str = "torchvision") -> None:
     """``results/<stem>.json`` (everything) and ``results/<stem>.md`` (for the pages, in Chinese): one table
-    with each condition's times and ratio per case, then ``details`` (Chinese lines) in a collapsed note."""
+    with each condition's times and ratio per case, then ``details`` (Chinese lines) in a collapsed note.
+    ``reference`` names the library compared against in the table's header."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
@@ -120,7 +121,7 @@ def write_results(stem: str, payload: dict, details: list[str]) -> None:
     labels = dict(CONDITIONS)
     header = ["运算"]
     for c in conditions:
-        header += [f"{labels[c['condition']]}：我们 / torchvision（ms）", "比值"]
+        header += [f"{labels[c['condition']]}：我们 / {reference}（ms）", "比值"]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: | ---: |" * len(conditions)]
     for i, first in enumerate(conditions[0]["rows"]):
         cells = [first["label"]]
@@ -132,8 +133,9 @@ def write_results(stem: str, payload: dict, details: list[str]) -> None:
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
-def condition_details(payload: dict) -> list[str]:
-    """The Chinese lines, shared by the benchmarks, that describe the machine and the two conditions."""
+def condition_details(payload: dict, reference: str = "torchvision") -> list[str]:
+    """The Chinese lines, shared by the benchmarks, that describe the machine and the two conditions;
+    ``reference`` names the library compared against."""
     env, conditions = payload["environment"], payload["conditions"]
     quiet = next(c for c in conditions if c["condition"] == "quiet")
     busy = next(c for c in conditions if c["condition"] == "busy")
@@ -152,7 +154,7 @@ def condition_details(payload: dict) -> list[str]:
         f"占满一个核，先运行 2 秒再开始测量，测完即停止（它在 {busy_info.get('busy_wall_s', '?')} 秒内用了 "
         f"{busy_info.get('busy_cpu_s', '?')} 秒 CPU 时间；平均负载开始时为 {load(busy['load_average_before'])}，"
         f"结束时为 {load(busy['load_average_after'])}）。",
-        "每个时间是多次重复的中位数，我们的实现与 torchvision 交替运行，两者经历同样的机器负载；"
-        "比值 = 我们 / torchvision，小于 1 表示我们更快。",
+        f"每个时间是多次重复的中位数，我们的实现与 {reference} 交替运行，两者经历同样的机器负载；"
+        f"比值 = 我们 / {reference}，小于 1 表示我们更快。",
         f"命令：`{payload['command']}`；全部数字见同名的 `.json` 文件。",
     ]
