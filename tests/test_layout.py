@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lectures_code"
 # that the foundation (layer 0) is finer: each of its parts may import only what FOUNDATION allows.
 LAYERS = [
     {"__init__", "device", "progress", "ops", "metrics", "data", "checkpoints", "plotting", "results", "cuda_checks"},
-    {"models", "detection"},  # model families (segmentation, rnn, attention, vision_transformers to come)
+    {"models", "detection", "segmentation"},  # model families (rnn, attention, vision_transformers to come)
     {"training"},
     {"registry", "examples", "lecture12", "lecture13", "lecture14"},  # lecture code may train with the loop
     {"figures", "tables", "demos"},

@@ -42,6 +42,15 @@ def _lecture14_detectors(name: str) -> Callable[[], bytes]:
     return draw
 
 
+def _lecture15(name: str) -> Callable[[], bytes]:
+    def draw() -> bytes:
+        from lectures_code.figures import lecture15
+
+        return lecture15.FIGURES[name]()
+
+    return draw
+
+
 def _lecture13_transfer() -> bytes:
     from lectures_code.lecture13.transfer_learning import figure_transfer_learning
 
@@ -71,5 +80,12 @@ FIGURES: dict[str, Callable[[], bytes]] = {
         "lecture14-detections.png",
         "lecture14-speed-accuracy.svg",
         "lecture14-proposal-scaling.svg",
+    ]},
+    **{name: _lecture15(name) for name in [
+        "lecture15-unpooling.svg",
+        "lecture15-transposed-conv-1d.svg",
+        "lecture15-convolution-matrix.svg",
+        "lecture15-checkerboard.png",
+        "lecture15-interpolation.png",
     ]},
 }

@@ -30,9 +30,10 @@ def _grid(ax, values: torch.Tensor, title: str, highlight: torch.Tensor | None =
     array = values.detach().double().numpy()
     ax.imshow(array, cmap=cmap, vmin=min(0.0, float(array.min())), vmax=max(1e-9, float(array.max())))
     for (row, col), value in np.ndenumerate(array):
-        weight = "bold" if highlight is not None and bool(highlight[row, col]) else "normal"
-        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=10, fontweight=weight,
+        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=10,
                 color="white" if value > 0.6 * array.max() and array.max() > 0 else "black")
+        if highlight is not None and bool(highlight[row, col]):
+            ax.add_patch(Rectangle((col - 0.45, row - 0.45), 0.9, 0.9, fill=False, edgecolor="#d62728", linewidth=2))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
@@ -70,7 +71,7 @@ def figure_unpooling() -> bytes:
     before = example["before_pooling"][0, 0]
     maxima = torch.zeros(16, dtype=torch.bool)
     maxima[example["indices"].flatten()] = True
-    _grid(axes[3], before, "编码器里最大池化之前\n(粗体：每块的最大值)", highlight=maxima.view(4, 4), cmap="Greys")
+    _grid(axes[3], before, "编码器里最大池化之前\n(红框：每块的最大值)", highlight=maxima.view(4, 4), cmap="Greys")
     _grid(axes[4], example["max_unpool"][0, 0], "最大反池化\n(放回记下的位置)", highlight=maxima.view(4, 4))
     fig.suptitle("三种反池化：把 2×2 放大到 4×4", fontsize=11)
     return _svg(fig)
@@ -127,7 +128,7 @@ def figure_convolution_matrix() -> bytes:
     fig = Figure(figsize=(9.5, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[5, 3])
     _grid(left, example["matrix"], "卷积（核 [1, 2, 3]，步长 2，填充 1）的矩阵 M：3×5\n输出 = M · 输入")
-    _grid(right, example["matrix"].T, "转置 Mᵀ：5×3\n转置卷积的输出 = Mᵀ · 输入")
+    _grid(right, example["matrix"].T, "转置 $M^\\top$：5×3\n转置卷积的输出 = $M^\\top$ · 输入")
     return _svg(fig)
 
 
@@ -153,7 +154,8 @@ def figure_checkerboard() -> bytes:
     for ax, (name, title) in zip(axes, titles.items()):
         values = example[name][0, 0]
         image = ax.imshow(values.numpy(), cmap="viridis", vmin=0, vmax=float(example["kernel4"].max()))
-        ax.set_title(f"{title}\n（取值 {', '.join(f'{v:g}' for v in values.unique().tolist())}）", fontsize=10)
+        interior = values[2:-2, 2:-2].unique().tolist()  # the border has fewer overlapping stamps anyway
+        ax.set_title(f"{title}\n（内部取值 {', '.join(f'{v:g}' for v in interior)}）", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes, shrink=0.8)
