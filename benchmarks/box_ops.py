@@ -28,7 +28,9 @@ from timing import (  # noqa: E402
     condition_details,
     environment,
     in_both_conditions,
+    mark_goals,
     median_ms,
+    report_goals,
     results_stem,
     row,
     write_results,
@@ -115,10 +117,7 @@ def measure() -> list[dict]:
 def main() -> None:
     torch.set_num_threads(2)
     conditions = in_both_conditions(measure)
-    for condition in conditions:
-        for r in condition["rows"]:
-            if "goal_ratio" in r:
-                r["meets_goal"] = r["ratio"] <= r["goal_ratio"]
+    mark_goals(conditions)
     payload = {
         "note": "Ratio = ours / torchvision (< 1: ours is faster), medians of interleaved repeats. Boxes: centers "
         "uniform in a 1000x1000 image, sides uniform in [10, 200], clipped to the image, distinct scores, "
@@ -133,9 +132,7 @@ def main() -> None:
         "重复次数：box_iou、nms 1k、batched_nms 999 各 21 次，nms 10k、batched_nms 10k 各 9 次，nms_simple 5 次。",
     ]
     write_results(results_stem("box_ops"), payload, details)
-    missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
-              if r.get("meets_goal") is False]
-    print("goals met" if not missed else f"goals missed: {missed}")
+    report_goals(conditions)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ from timing import (  # noqa: E402
     condition_details,
     environment,
     in_both_conditions,
+    mark_goals,
     median_ms,
+    report_goals,
     results_stem,
     row,
     write_results,
@@ -113,10 +115,7 @@ def measure() -> list[dict]:
 def main() -> None:
     torch.set_num_threads(2)
     conditions = in_both_conditions(measure)
-    for condition in conditions:
-        for r in condition["rows"]:
-            if "goal_ratio" in r:
-                r["meets_goal"] = r["ratio"] <= r["goal_ratio"]
+    mark_goals(conditions)
     payload = {
         "note": "Ratio = ours / torchvision (< 1: ours is faster), medians of interleaved repeats, float32. paste: "
         "100 random 28x28 masks, boxes inside a 512x512 image with sides log-uniform in [16, 256], padding 1. "
@@ -133,9 +132,7 @@ def main() -> None:
         "重复次数：数字画布 21 次，其余 9 次。",
     ]
     write_results(results_stem("masks"), payload, details)
-    missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
-              if r.get("meets_goal") is False]
-    print("goals met" if not missed else f"goals missed: {missed}")
+    report_goals(conditions)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from timing import (  # noqa: E402
     condition_details,
     environment,
     in_both_conditions,
+    mark_goals,
     median_ms,
+    report_goals,
     results_stem,
     row,
     write_results,
@@ -118,10 +120,7 @@ def main() -> None:
     stem = results_stem("roi_ops")
     torch.set_num_threads(2)
     conditions = in_both_conditions(lambda: measure(devices))
-    for condition in conditions:
-        for r in condition["rows"]:
-            if "goal_ratio" in r:
-                r["meets_goal"] = r["ratio"] <= r["goal_ratio"]
+    mark_goals(conditions)
     payload = {
         "note": "Ratio = ours / torchvision (< 1: ours is faster), medians of interleaved repeats. 2 images, "
         "feature map C=256 x 50 x 50 (stride 16 on 800 x 800 px), 256 boxes with sides uniform in [16, 400] px, "
@@ -138,9 +137,7 @@ def main() -> None:
         "和特征图的梯度（误差不超过 $10^{-5}$）。",
     ]
     write_results(stem, payload, details)
-    missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
-              if r.get("meets_goal") is False]
-    print("goals met" if not missed else f"goals missed: {missed}")
+    report_goals(conditions)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,21 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def mark_goals(conditions: list[dict]) -> None:
+    """Add "meets_goal" (ratio <= goal_ratio) to every row that has a goal."""
+    for condition in conditions:
+        for r in condition["rows"]:
+            if "goal_ratio" in r:
+                r["meets_goal"] = r["ratio"] <= r["goal_ratio"]
+
+
+def report_goals(conditions: list[dict]) -> None:
+    """Print whether every goal row met its goal, and which did not."""
+    missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
+              if r.get("meets_goal") is False]
+    print("goals met" if not missed else f"goals missed: {missed}")
+
+
 def in_both_conditions(measure: Callable[[], list[dict]]) -> list[dict]:
     """Run ``measure()`` (it returns result rows) quiet, then with one busy process; one dict per condition."""
     conditions = []

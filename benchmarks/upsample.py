@@ -32,7 +32,9 @@ from timing import (  # noqa: E402
     condition_details,
     environment,
     in_both_conditions,
+    mark_goals,
     median_ms,
+    report_goals,
     results_stem,
     row,
     write_results,
@@ -125,10 +127,7 @@ def main() -> None:
     devices = [bench_device()]
     torch.set_num_threads(2)
     conditions = in_both_conditions(lambda: measure(devices))
-    for condition in conditions:
-        for r in condition["rows"]:
-            if "goal_ratio" in r:
-                r["meets_goal"] = r["ratio"] <= r["goal_ratio"]
+    mark_goals(conditions)
     payload = {
         "note": "Ratio = ours / torch.nn.functional (< 1: ours is faster), medians of interleaved repeats. "
         "conv_transpose2d: N=8, 64 -> 32 channels, 64 x 64 -> 128 x 128, kernel 4, stride 2, padding 1, bias. "
@@ -149,9 +148,7 @@ def main() -> None:
         "不超过 $10^{-5}$（float32）。",
     ]
     write_results(results_stem("upsample"), payload, details, reference)
-    missed = [f"{c['condition']}: {r['case']} {r['ratio']:.2f}" for c in conditions for r in c["rows"]
-              if r.get("meets_goal") is False]
-    print("goals met" if not missed else f"goals missed: {missed}")
+    report_goals(conditions)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@
 # %% [markdown]
 # # L12 训练方式对比
 #
-# 这个页面在构建站点时真的运行了一遍（mkdocs-jupyter，`allow_errors: false`）：下面的输出都是当时的结果。
-# 右上角的按钮可以下载这个笔记本（jupytext 格式的 `.py`，用 `jupytext --to ipynb` 可转成 `.ipynb`）。
+# 这个页面在构建站点时真的运行了一遍（mkdocs-jupyter，`allow_errors: false`）：下面的输出都是当时的结果。右上角的按钮可以下载这个笔记本（jupytext 格式的 `.py`，用 `jupytext --to ipynb` 可转成 `.ipynb`）。
 #
 # 内容：
 #
@@ -55,8 +54,7 @@ for name, manual, auto in [("W1", grad_w1, w1.grad), ("W2", grad_w2, w2.grad)]:
 # %% [markdown]
 # ## 2. 各种写法的损失曲线
 #
-# `torch.compile` 的第一次调用要编译十几秒，这里不运行它（测试里会运行并与 eager 对比）。
-# 前两种写法的损失是**求和**，后面的是**均值**（`F.mse_loss`），所以分两张图画。
+# `torch.compile` 的第一次调用要编译十几秒，这里不运行它（测试里会运行并与 eager 对比）。前两种写法的损失是**求和**，后面的是**均值**（`F.mse_loss`），所以分两张图画。
 
 # %%
 results = {}
