@@ -30,7 +30,7 @@ FOUNDATION = {
     "progress": set(),
     "ops": set(),  # pure tensor functions: nothing of ours
     "metrics": {"ops"},
-    "data": {"progress"},
+    "data": {"progress", "metrics"},  # the COCO export writes masks with metrics.rle
     "checkpoints": set(),
     "plotting": set(),
     "results": {"checkpoints"},

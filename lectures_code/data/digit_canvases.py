@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lectures_code.data.training_set import TrainingSet
+from lectures_code.metrics.rle import rle_encode
 from lectures_code.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
@@ -279,20 +280,6 @@ def collate_detection(batch: list) -> tuple[torch.Tensor, list[dict]]:
     return torch.stack(images), list(targets)
 
 
-def mask_to_rle(mask: np.ndarray | torch.Tensor) -> dict:
-    """Uncompressed COCO RLE of a bool [H, W] mask: column-major run lengths, first run = background."""
-    mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
-    flat = mask.ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate(([0], change, [flat.size]))
-    counts = np.diff(edges).tolist()
-    if flat.size and flat[0]:
-        counts = [0] + counts  # RLE always starts with a (possibly empty) background run
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
-
-
 KEYPOINT_NAMES = ("top", "bottom", "left", "right")
 KEYPOINT_SKELETON = [[1, 3], [3, 2], [2, 4], [4, 1]]  # top-left-bottom-right ring, COCO's 1-based indices
 
@@ -345,7 +332,7 @@ def to_coco(dataset: DigitCanvases) -> dict:
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "area": float(mask.sum()),
                 "iscrowd": 0,
-                "segmentation": mask_to_rle(mask),
+                "segmentation": rle_encode(mask),  # uncompressed COCO RLE
                 "keypoints": [float(v) for v in points.reshape(-1)],
                 "num_keypoints": len(KEYPOINT_NAMES),
             })
