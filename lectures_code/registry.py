@@ -173,15 +173,12 @@ def train(name: str, *, device: str | torch.device = "cpu", seed: int = 0, progr
     ``recipe_options`` override the entry's recipe (e.g. ``num_train_images=64, epochs=1``); ``config``
     overrides constructor arguments.
     """
-    from lectures_code.training.loop import fit
+    from lectures_code.training.run import train_entry
 
     entry = get(name)
-    recipe = entry.recipe.with_options(**recipe_options)
-    data = entry.make_training_set(recipe.num_train_images, seed, progress)
-    torch.manual_seed(seed)  # the initial weights depend on the seed only
-    model = entry.build(**(config or {}))
-    history = fit(model, data, recipe, device=device, seed=seed, checkpoint_path=checkpoint_path, resume=resume,
-                  progress=progress, max_steps=max_steps, desc=entry.title)
+    model, history, _ = train_entry(entry, entry.recipe.with_options(**recipe_options), device=device, seed=seed,
+                                    checkpoint_path=checkpoint_path, resume=resume, max_steps=max_steps,
+                                    config=config, progress=progress)
     return model, history
 
 

@@ -27,6 +27,21 @@ def _loss_means(history: dict, first: bool, window: int = 20) -> dict:
     return means
 
 
+def train_entry(entry, recipe: Recipe, *, device: str | torch.device = "cpu", seed: int = 0,
+                checkpoint_path: str | os.PathLike | None = None, resume: bool = True, max_steps: int | None = None,
+                config: dict | None = None, progress: bool = False):
+    """Data, model and the shared loop for a registry entry: (model in eval mode, history, training set).
+
+    The training set comes first and the weights are initialised right after ``torch.manual_seed(seed)``,
+    so the initial weights depend on the seed only."""
+    data = entry.make_training_set(recipe.num_train_images, seed, progress)
+    torch.manual_seed(seed)
+    model = entry.build(**(config or {}))
+    history = fit(model, data, recipe, device=device, seed=seed, checkpoint_path=checkpoint_path, resume=resume,
+                  progress=progress, max_steps=max_steps, desc=entry.title)
+    return model, history, data
+
+
 def train_and_record(entry, recipe: Recipe, *, device: str | torch.device = "cpu", seed: int = 0,
                      checkpoint_path: str | os.PathLike | None = None, resume: bool = True,
                      max_steps: int | None = None, config: dict | None = None, ship: bool = False,
@@ -40,14 +55,11 @@ def train_and_record(entry, recipe: Recipe, *, device: str | torch.device = "cpu
     try:
         if recipe.threads > 0:
             torch.set_num_threads(recipe.threads)
-        show = progress and context.is_main
         start = time.perf_counter()
-        data = entry.make_training_set(recipe.num_train_images, seed, show)
-        prepare_seconds = time.perf_counter() - start
-        torch.manual_seed(seed)  # the initial weights depend on the seed only
-        model = entry.build(**(config or {}))
-        history = fit(model, data, recipe, device=context.device, seed=seed, checkpoint_path=checkpoint_path,
-                      resume=resume, progress=show, max_steps=max_steps, desc=entry.title)
+        model, history, data = train_entry(entry, recipe, device=context.device, seed=seed,
+                                           checkpoint_path=checkpoint_path, resume=resume, max_steps=max_steps,
+                                           config=config, progress=progress and context.is_main)
+        prepare_seconds = time.perf_counter() - start - history["train_seconds"]
         if not context.is_main:
             return None
         model = model.cpu()
