@@ -29,10 +29,9 @@ from timing import (  # noqa: E402
     environment,
     in_both_conditions,
     mark_goals,
-    median_ms,
     report_goals,
     results_stem,
-    row,
+    timed_row,
     write_results,
 )
 
@@ -105,12 +104,8 @@ def measure() -> list[dict]:
             same = torch.equal(out, ref) if out.dtype == torch.int64 else torch.allclose(out, ref)
             if not same:
                 raise SystemExit(f"{name} on {device}: our output differs from torchvision's")
-            ours_ms, ref_ms = median_ms(ours, reference, device, repeats)
-            goal = {"goal_ratio": GOAL_RATIO} if device == "cpu" and name in GOAL_CASES else {}
-            rows.append(row(f"{name} ({device})", f"{label}（{device.upper()}）", device, ours_ms, ref_ms, repeats,
-                            **goal))
-            print(f"{rows[-1]['case']:42s} ours {ours_ms:9.3f} ms   torchvision {ref_ms:9.3f} ms   "
-                  f"ratio {ours_ms / ref_ms:5.2f}", flush=True)
+            rows.append(timed_row(name, label, device, ours, reference, repeats,
+                                  GOAL_RATIO if name in GOAL_CASES else None))
     return rows
 
 

@@ -30,10 +30,9 @@ from timing import (  # noqa: E402
     environment,
     in_both_conditions,
     mark_goals,
-    median_ms,
     report_goals,
     results_stem,
-    row,
+    timed_row,
     write_results,
 )
 
@@ -106,12 +105,9 @@ def measure(devices: list[str]) -> list[dict]:
             grad_diff = float((grad - ref_grad).abs().max()) if grad is not None else None
             if grad_diff is not None and grad_diff > 1e-5:
                 print(f"WARNING {name} on {device}: max gradient difference {grad_diff:.3g}")
-            ours_ms, ref_ms = median_ms(ours, reference, device, REPEATS)
-            goal = {"goal_ratio": GOAL[1]} if device == "cpu" and name == GOAL[0] else {}
-            rows.append(row(f"{name} ({device})", f"{label}（{device.upper()}）", device, ours_ms, ref_ms, REPEATS,
-                            max_abs_diff=max_abs_diff, max_abs_grad_diff=grad_diff, **goal))
-            print(f"{rows[-1]['case']:42s} ours {ours_ms:9.3f} ms   torchvision {ref_ms:9.3f} ms   "
-                  f"ratio {ours_ms / ref_ms:5.2f}", flush=True)
+            rows.append(timed_row(name, label, device, ours, reference, REPEATS,
+                                  GOAL[1] if name == GOAL[0] else None, max_abs_diff=max_abs_diff,
+                                  max_abs_grad_diff=grad_diff))
     return rows
 
 

@@ -125,6 +125,19 @@ def row(case: str, label: str, device: str, ours_ms: float, ref_ms: float, repea
             "reference_ms": round(ref_ms, 3), "ratio": round(ours_ms / ref_ms, 3), "repeats": repeats, **extra}
 
 
+def timed_row(name: str, label: str, device: str, ours, reference, repeats: int, goal_ratio: float | None = None,
+              reference_name: str = "torchvision", **extra) -> dict:
+    """Time ``ours`` against ``reference`` (``median_ms``), print the line and return the result row; a row
+    with ``goal_ratio`` (CPU rows only) carries the goal that ``mark_goals`` checks."""
+    ours_ms, ref_ms = median_ms(ours, reference, device, repeats)
+    goal = {"goal_ratio": goal_ratio} if goal_ratio is not None and device == "cpu" else {}
+    result = row(f"{name} ({device})", f"{label}（{device.upper()}）", device, ours_ms, ref_ms, repeats, **extra,
+                 **goal)
+    print(f"{result['case']:58s} ours {ours_ms:9.3f} ms   {reference_name} {ref_ms:9.3f} ms   "
+          f"ratio {ours_ms / ref_ms:5.2f}", flush=True)
+    return result
+
+
 def write_results(stem: str, payload: dict, details: list[str], reference: str = "torchvision") -> None:
     """``results/<stem>.json`` (everything) and ``results/<stem>.md`` (for the pages, in Chinese): one table
     with each condition's times and ratio per case, then ``details`` (Chinese lines) in a collapsed note.

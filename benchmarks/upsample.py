@@ -33,10 +33,9 @@ from timing import (  # noqa: E402
     environment,
     in_both_conditions,
     mark_goals,
-    median_ms,
     report_goals,
     results_stem,
-    row,
+    timed_row,
     write_results,
 )
 
@@ -114,12 +113,9 @@ def measure(devices: list[str]) -> list[dict]:
             if difference > TOLERANCE:
                 raise SystemExit(f"{name} on {device}: ours and F differ by {difference:.3g} (relative), "
                                  f"more than {TOLERANCE:g}")
-            ours_ms, ref_ms = median_ms(ours, reference, device, REPEATS)
-            goal = {"goal_ratio": GOAL[1]} if device == "cpu" and name == GOAL[0] else {}
-            rows.append(row(f"{name} ({device})", f"{label}（{device.upper()}）", device, ours_ms, ref_ms, REPEATS,
-                            max_relative_diff=difference, **goal))
-            print(f"{rows[-1]['case']:42s} ours {ours_ms:9.3f} ms   F {ref_ms:9.3f} ms   "
-                  f"ratio {ours_ms / ref_ms:5.2f}", flush=True)
+            rows.append(timed_row(name, label, device, ours, reference, REPEATS,
+                                  GOAL[1] if name == GOAL[0] else None, reference_name="F",
+                                  max_relative_diff=difference))
     return rows
 
 
